@@ -1,0 +1,60 @@
+# deepfake_exp — every target installs the virtual environment first, so on a fresh clone
+# `make train` and `make test` are the only two commands you need.
+SHELL := /bin/bash
+PYTHON_SYS ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install.stamp
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train evaluate preprocess test test-fast lint format tensorboard bench report clean clean-all
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON_SYS) >/dev/null || { echo "error: $(PYTHON_SYS) not found (set PYTHON_SYS=/path/to/python3.11)"; exit 1; }
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --progress-bar off -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with dev tools (runs once)
+
+train: $(STAMP) ## Synthetic data -> preprocess -> train -> evaluate (ARGS="model=vit ..." to override)
+	$(PY) -m deepfake_exp.preprocess $(ARGS)
+	$(PY) -m deepfake_exp.train $(ARGS)
+
+preprocess: $(STAMP) ## Extract faces for a dataset (ARGS="dataset=dfdc dataset.root=...")
+	$(PY) -m deepfake_exp.preprocess $(ARGS)
+
+evaluate: $(STAMP) ## Evaluate a run (ARGS="run_dir=outputs/train/runs/...")
+	$(PY) -m deepfake_exp.evaluate $(ARGS)
+
+test: $(STAMP) ## Run the whole test suite on CPU
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## Run tests without the slow end-to-end ones
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff check + format check
+	$(VENV)/bin/ruff check deepfake_exp tests
+	$(VENV)/bin/ruff format --check deepfake_exp tests
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix deepfake_exp tests
+	$(VENV)/bin/ruff format deepfake_exp tests
+
+tensorboard: $(STAMP) ## Open TensorBoard over every run in outputs/
+	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+
+bench: $(STAMP) ## Benchmarks: ratios measured side by side, printed and saved under outputs/bench
+	$(PY) -m deepfake_exp.bench $(ARGS)
+
+clean: ## Remove outputs/ and caches (keeps .venv and data/)
+	rm -rf outputs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-all: clean ## Also remove .venv and generated data/
+	rm -rf $(VENV) data

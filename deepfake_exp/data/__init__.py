@@ -1,0 +1,1 @@
+"""Dataset layouts, synthetic data, video decoding, manifests, splits and the datamodule."""

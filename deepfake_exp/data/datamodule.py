@@ -1,0 +1,168 @@
+"""Datasets over a preprocessing manifest and the LightningDataModule that serves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from deepfake_exp.data.transforms import Augmentation, Transform
+
+MANIFEST = "manifest.csv"
+VIDEOS = "videos.csv"
+
+
+class ManifestNotFoundError(FileNotFoundError):
+    """The faces folder has no manifest: preprocessing has not run for this dataset."""
+
+
+def read_manifest(faces_dir: str | Path) -> pd.DataFrame:
+    """The manifest of a faces folder, with a clear error naming the command that makes it."""
+    path = Path(faces_dir) / MANIFEST
+    if not path.is_file():
+        raise ManifestNotFoundError(
+            f"no {MANIFEST} in {Path(faces_dir).resolve()}: run "
+            "`python -m deepfake_exp.preprocess dataset=<name>` first (make train does), or "
+            "point data.faces_dir at a preprocessed folder"
+        )
+    return pd.read_csv(path, dtype={"video_id": str, "group": str, "original": str})
+
+
+def read_videos(faces_dir: str | Path) -> pd.DataFrame | None:
+    """All videos of the dataset (face-less ones too), if preprocessing wrote the list."""
+    path = Path(faces_dir) / VIDEOS
+    return pd.read_csv(path, dtype={"video_id": str, "group": str}) if path.is_file() else None
+
+
+def cap_faces_per_video(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFrame:
+    """At most ``limit`` faces per video (evenly over its frames), to balance long videos."""
+    if not limit:
+        return frame
+    kept = []
+    for _, faces in frame.groupby("video_id", sort=False):
+        take = np.unique(np.linspace(0, len(faces) - 1, min(limit, len(faces))).round().astype(int))
+        kept.append(faces.iloc[take])
+    return pd.concat(kept) if kept else frame
+
+
+class FaceDataset(Dataset):
+    """Face crops of one split. Items: ``image``, ``label``, ``index`` (row in ``frame``).
+
+    A crop that cannot be read raises: silently substituting another sample would train on
+    wrong labels (DeepfakeBench's habit we avoid).
+    """
+
+    def __init__(self, frame: pd.DataFrame, root: str | Path, transform: Transform) -> None:
+        self.frame = frame.reset_index(drop=True)
+        self.root = Path(root)
+        self.transform = transform
+        self.paths = [str(self.root / p) for p in self.frame["face_path"]]
+        self.labels = torch.as_tensor(self.frame["label"].to_numpy(), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def load_image(self, index: int) -> np.ndarray:
+        image = cv2.imread(self.paths[index], cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f"cannot read face crop {self.paths[index]}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = self.transform(self.load_image(index))
+        return {"image": image, "label": self.labels[index], "index": torch.tensor(index)}
+
+
+class FaceDataModule(pl.LightningDataModule):
+    """Train/val/test face datasets from a manifest, transforms from the augmentation option.
+
+    Args:
+        faces_dir: Preprocessing output folder holding ``manifest.csv``.
+        augmentation: Builds the train and eval transforms (sized for the model).
+        batch_size: Training batch size.
+        eval_batch_size: Batch size for val/test/predict (defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        max_faces_per_video: Cap on faces per video and split (``None``: all).
+        pin_memory: Pin host memory (useful on GPU).
+    """
+
+    def __init__(
+        self,
+        faces_dir: str | Path,
+        augmentation: Augmentation,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        max_faces_per_video: int | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.faces_dir = Path(faces_dir)
+        self.augmentation = augmentation
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.max_faces_per_video = max_faces_per_video
+        self.pin_memory = pin_memory
+        self.datasets: dict[str, FaceDataset] = {}
+
+    def split_frame(self, split: str) -> pd.DataFrame:
+        manifest = read_manifest(self.faces_dir)
+        frame = manifest[manifest["split"] == split]
+        return cap_faces_per_video(frame, self.max_faces_per_video)
+
+    def dataset(self, split: str) -> FaceDataset:
+        if split not in self.datasets:
+            frame = self.split_frame(split)
+            if frame.empty:
+                raise ValueError(f"split '{split}' of {self.faces_dir} has no faces")
+            transform = (
+                self.augmentation.train_transform()
+                if split == "train"
+                else self.augmentation.eval_transform()
+            )
+            self.datasets[split] = FaceDataset(frame, self.faces_dir, transform)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}
+        for split in splits.get(stage or "fit", []):
+            self.dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """An unshuffled loader of any split with the deterministic eval transform."""
+        dataset = FaceDataset(
+            self.split_frame(split), self.faces_dir, self.augmentation.eval_transform()
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )

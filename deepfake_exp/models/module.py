@@ -1,0 +1,179 @@
+"""The one LightningModule: backbone + head, loss, optimizer/scheduler, epoch-level metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from deepfake_exp.evaluation.aggregate import aggregate_video_scores
+from deepfake_exp.evaluation.metrics import binary_metrics, clipped_log_loss
+from deepfake_exp.models.backbones import Backbone
+from deepfake_exp.models.heads import build_head, fake_probability, head_loss
+from deepfake_exp.models.transfer import apply_freeze, param_groups
+
+
+class DeepfakeDetector(pl.LightningModule):
+    """Backbone + binary head trained with CE (softmax) or BCE (sigmoid).
+
+    Validation and test metrics are computed once per epoch over *all* predictions, gathered
+    across processes and de-duplicated by sample index (DDP pads the last batch), at face
+    level and at video level (faces aggregated per video).
+
+    Args:
+        backbone: Feature extractor (``conf/model``).
+        optimizer: Partial optimizer taking parameter groups (``conf/optimizer``).
+        scheduler: Partial LR scheduler taking the optimizer, or ``None``.
+        head: ``softmax`` (2 logits) or ``sigmoid`` (1 logit).
+        head_hidden: Hidden width of an MLP head (Midway MobileNet study: 1024).
+        head_dropout: Dropout before the last layer of the head.
+        label_smoothing: Label smoothing of the loss.
+        freeze: ``none`` (full fine-tune), ``backbone`` (linear probe) or ``last_n``.
+        unfreeze_last: Blocks left trainable with ``freeze=last_n``.
+        backbone_lr: Learning rate of the backbone (differential LR); ``None``: the optimizer's.
+        video_aggregation: How face scores make a video score (``mean``, ``max``, ``confident``).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        head: str = "softmax",
+        head_hidden: int | None = None,
+        head_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        freeze: str = "none",
+        unfreeze_last: int = 0,
+        backbone_lr: float | None = None,
+        video_aggregation: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        self.backbone = backbone
+        self.head = build_head(head, backbone.num_features, head_hidden, head_dropout)
+        apply_freeze(self.backbone, freeze, unfreeze_last)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.run_config: dict | None = None
+        self._outputs: dict[str, list[dict[str, Tensor]]] = {"val": [], "test": []}
+        self.video_ids: dict[str, np.ndarray] = {}
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.backbone(images))
+
+    def predict_proba(self, images: Tensor) -> Tensor:
+        """P(fake) per image."""
+        return fake_probability(self.hparams.head, self(images))
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["image"])
+        loss = head_loss(self.hparams.head, logits, batch["label"], self.hparams.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}: the run diverged (lower optimizer.lr?)"
+            )
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits)
+        )
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
+        logits = self(batch["image"])
+        loss = head_loss(self.hparams.head, logits, batch["label"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        self._outputs[stage].append(
+            {
+                "index": batch["index"].detach(),
+                "label": batch["label"].detach(),
+                "prob": fake_probability(self.hparams.head, logits).detach().float(),
+            }
+        )
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def gathered_predictions(self, stage: str) -> pd.DataFrame:
+        """This epoch's predictions of ``stage`` from every process, one row per sample."""
+        outputs = self._outputs[stage]
+        if outputs:
+            local = {k: torch.cat([o[k] for o in outputs]) for k in ("index", "label", "prob")}
+        else:
+            local = {k: torch.empty(0, device=self.device) for k in ("index", "label", "prob")}
+        if self.trainer is not None and self.trainer.world_size > 1:
+            local = {k: self.all_gather(v).reshape(-1) for k, v in local.items()}
+        frame = pd.DataFrame({k: v.cpu().numpy() for k, v in local.items()})
+        frame = frame.drop_duplicates("index").sort_values("index").reset_index(drop=True)
+        frame["index"] = frame["index"].astype(int)
+        frame["label"] = frame["label"].astype(int)
+        return frame
+
+    def _epoch_metrics(self, stage: str) -> None:
+        frame = self.gathered_predictions(stage)
+        self._outputs[stage].clear()
+        if frame.empty or self.trainer.sanity_checking:
+            return
+        face = binary_metrics(frame["label"].to_numpy(), frame["prob"].to_numpy())
+        logged = {f"{stage}/auc": face["roc_auc"], f"{stage}/acc": face["accuracy"]}
+        logged[f"{stage}/log_loss"] = clipped_log_loss(frame["label"], frame["prob"])
+        video_ids = self._video_ids_for(stage)
+        if video_ids is not None:
+            frame["video_id"] = video_ids[frame["index"].to_numpy()]
+            videos = aggregate_video_scores(frame, self.hparams.video_aggregation)
+            video = binary_metrics(videos["label"].to_numpy(), videos["prob"].to_numpy())
+            logged[f"{stage}/video_auc"] = video["roc_auc"]
+            logged[f"{stage}/video_acc"] = video["accuracy"]
+            logged[f"{stage}/video_log_loss"] = video["log_loss"]
+        logged = {
+            k: float(np.nan_to_num(v, nan=0.5 if k.endswith("auc") else 0.0))
+            for k, v in logged.items()
+        }
+        self.log_dict(logged, prog_bar=stage == "val", rank_zero_only=False, sync_dist=False)
+
+    def _video_ids_for(self, stage: str) -> np.ndarray | None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "datasets"):
+            return None
+        dataset = datamodule.datasets.get(stage)
+        return None if dataset is None else dataset.frame["video_id"].to_numpy()
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_metrics("test")
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError("DeepfakeDetector was built without an optimizer (evaluation only)")
+        factory = self.optimizer_factory
+        base_lr = factory.keywords.get("lr") if isinstance(factory, partial) else None
+        if base_lr is None:
+            base_lr = 1e-3
+        groups = param_groups(self.backbone, self.head, base_lr, self.hparams.backbone_lr)
+        optimizer = factory(groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["run_config"] = self.run_config
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Pooled backbone embedding (the features the head sees)."""
+        return self.backbone(images)
