@@ -135,8 +135,12 @@ class FaceDataModule(pl.LightningDataModule):
             self.dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        if split == "train":
+            dataset = self.augmentation.wrap_train_dataset(dataset)
         return DataLoader(
-            self.dataset(split),
+            dataset,
+            collate_fn=getattr(dataset, "collate_fn", None),
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -13,6 +13,7 @@ import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from torch.utils.data import Dataset
 
 Transform = Callable[[np.ndarray], torch.Tensor]
 
@@ -38,6 +39,10 @@ class Augmentation:
 
     def train_ops(self) -> list[A.BasicTransform]:
         return []
+
+    def wrap_train_dataset(self, dataset: Dataset) -> Dataset:
+        """Hook for pipelines that change what a training sample is (self-blended pairs)."""
+        return dataset
 
     def _finish(self) -> list[A.BasicTransform]:
         return [
