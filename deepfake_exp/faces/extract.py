@@ -83,6 +83,7 @@ def safe_name(video_id: str) -> str:
     """A file-system-safe, collision-free stem for a ``video_id`` (which may contain '/')."""
     digest = hashlib.sha1(video_id.encode()).hexdigest()[:8]
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in video_id)[-80:]
+    readable = readable.lstrip(".")  # never a hidden file (temporaries are hidden)
     return f"{readable}-{digest}"
 
 
