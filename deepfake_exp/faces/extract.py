@@ -238,7 +238,9 @@ class FaceExtractor:
                 summary.skipped_done += 1
             else:
                 todo.append(record)
-        bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress)
+        bar = tqdm(
+            total=len(todo), desc="extract", unit="video", disable=not progress, mininterval=1.0
+        )
         for record, decoded in self._prefetch(todo):
             if isinstance(decoded, tuple):
                 self._record_failure(record, *decoded)
