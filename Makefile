@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install.stamp
 ARGS ?=
+EXPERIMENT ?= synthetic_cpu
 
 .DEFAULT_GOAL := help
 .PHONY: help install train evaluate preprocess test test-fast lint format tensorboard bench report clean clean-all
@@ -22,9 +23,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with dev tools (runs once)
 
-train: $(STAMP) ## Synthetic data -> preprocess -> train -> evaluate (ARGS="model=vit ..." to override)
-	$(PY) -m deepfake_exp.preprocess $(ARGS)
-	$(PY) -m deepfake_exp.train $(ARGS)
+train: $(STAMP) ## Synthetic data -> preprocess -> train -> evaluate (EXPERIMENT=..., ARGS="key=value ...")
+	$(PY) -m deepfake_exp.preprocess experiment=$(EXPERIMENT) $(ARGS)
+	$(PY) -m deepfake_exp.train experiment=$(EXPERIMENT) $(ARGS)
 
 preprocess: $(STAMP) ## Extract faces for a dataset (ARGS="dataset=dfdc dataset.root=...")
 	$(PY) -m deepfake_exp.preprocess $(ARGS)
