@@ -21,23 +21,16 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-def model_overrides(option: str) -> list[str]:
-    """Keep big models cheap: a small input where the architecture allows it."""
-    if option == "inception_v3":
-        return [f"model={option}", "model.input_size=96"]
-    if option == "vit":
-        return [f"model={option}", "model.input_size=64", "model.depth=1"]
-    return [f"model={option}", "model.input_size=64"]
-
-
 @pytest.mark.parametrize("option", options("model"))
-def test_model_options_build_and_run(compose_cfg, option: str) -> None:
-    cfg = compose_cfg("train", model_overrides(option))
-    backbone = instantiate(cfg.model)
-    x = torch.randn(2, 3, cfg.model.input_size, cfg.model.input_size)
-    with torch.no_grad():
-        features = backbone.eval()(x)
-    assert features.shape == (2, backbone.num_features)
+def test_model_options_compose_and_resolve(compose_cfg, option: str) -> None:
+    """Composition and target lookup; building + forward/backward is in test_models.py."""
+    from hydra.utils import get_class
+
+    cfg = compose_cfg("train", [f"model={option}"])
+    assert issubclass(get_class(cfg.model._target_), torch.nn.Module)
+    augmentation = instantiate(cfg.augmentation)  # transforms follow the model's size/stats
+    assert augmentation.input_size == cfg.model.input_size
+    assert augmentation.mean == tuple(cfg.model.mean)
 
 
 @pytest.mark.parametrize("option", options("dataset"))
