@@ -9,7 +9,7 @@ ARGS ?=
 EXPERIMENT ?= synthetic_cpu
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate preprocess test test-fast lint format tensorboard bench report clean clean-all
+.PHONY: help install train evaluate preprocess test test-fast lint format tensorboard bench report analyze clean clean-all
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 
 tensorboard: $(STAMP) ## Open TensorBoard over every run in outputs/
 	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+
+analyze: $(STAMP) ## Embeddings -> PCA -> t-SNE -> HDBSCAN clusters + bias table (ARGS="ckpt_path=...")
+	$(PY) -m deepfake_exp.analyze $(ARGS)
+
+report: $(STAMP) ## Run (or collect) the report experiments -> outputs/report/report.md + .csv
+	$(PY) -m deepfake_exp.report $(ARGS)
 
 bench: $(STAMP) ## Benchmarks: ratios measured side by side, printed and saved under outputs/bench
 	$(PY) -m deepfake_exp.bench $(ARGS)

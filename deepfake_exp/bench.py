@@ -25,7 +25,7 @@ SECTIONS = {
     "mtcnn": "deepfake_exp.faces.benchmark:benchmark_mtcnn",
     "training": "deepfake_exp.models.benchmark:benchmark_training",
     "augmentation": "deepfake_exp.data.augment_bench:benchmark_augmentations",
-    "analysis": "deepfake_exp.analysis.benchmark:benchmark_analysis",
+    "analysis": "deepfake_exp.analysis.bench:benchmark_analysis",
 }
 
 

@@ -62,7 +62,7 @@ class FaceDataset(Dataset):
         self.root = Path(root)
         self.transform = transform
         self.paths = [str(self.root / p) for p in self.frame["face_path"]]
-        self.labels = torch.as_tensor(self.frame["label"].to_numpy(), dtype=torch.long)
+        self.labels = torch.as_tensor(self.frame["label"].to_numpy().copy(), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.frame)
