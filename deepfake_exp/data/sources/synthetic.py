@@ -1,0 +1,82 @@
+"""The embedded synthetic set as a source: DFDC's layout, generated on first use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deepfake_exp.data.sources.dfdc import DFDCSource
+from deepfake_exp.data.synthetic import SyntheticConfig, generate_dataset, is_current
+
+_DEFAULT = SyntheticConfig()
+
+
+class SyntheticSource(DFDCSource):
+    """Reads the synthetic set like DFDC, generating it first when it is missing or stale.
+
+    The generator parameters are flat keyword arguments so a Hydra YAML sets each one; their
+    meaning and defaults are those of ``SyntheticConfig``. ``<root>/generator.json`` records
+    the config a folder was made with: a different request (or an interrupted run, which
+    leaves no ``metadata.json``) regenerates the set in place. Records are grouped by the
+    target ``identity``, so a fake never lands in another split than its original's person.
+
+    Args:
+        name: Dataset name.
+        root: Folder to generate into and read from.
+        workers: Processes used to generate (0 = one per CPU, at most 4); the output is the
+            same for any value.
+        use_official_split: Keep the metadata's ``split`` (always ``train`` here), or let
+            the split policy decide (default).
+        Other arguments: see ``SyntheticConfig``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | Path,
+        num_identities: int = _DEFAULT.num_identities,
+        videos_per_identity: int = _DEFAULT.videos_per_identity,
+        fakes_per_real: int = _DEFAULT.fakes_per_real,
+        num_frames: int = _DEFAULT.num_frames,
+        width: int = _DEFAULT.width,
+        height: int = _DEFAULT.height,
+        fps: int = _DEFAULT.fps,
+        seed: int = _DEFAULT.seed,
+        mask_blur: float = _DEFAULT.mask_blur,
+        color_mismatch: float = _DEFAULT.color_mismatch,
+        blend_ratio: float = _DEFAULT.blend_ratio,
+        jpeg_quality: int | None = _DEFAULT.jpeg_quality,
+        face_blur: float = _DEFAULT.face_blur,
+        swap_jitter: float = _DEFAULT.swap_jitter,
+        workers: int = 0,
+        use_official_split: bool = False,
+    ) -> None:
+        super().__init__(name, root, use_official_split=use_official_split)
+        self.config = SyntheticConfig(
+            num_identities=num_identities,
+            videos_per_identity=videos_per_identity,
+            fakes_per_real=fakes_per_real,
+            num_frames=num_frames,
+            width=width,
+            height=height,
+            fps=fps,
+            seed=seed,
+            mask_blur=mask_blur,
+            color_mismatch=color_mismatch,
+            blend_ratio=blend_ratio,
+            jpeg_quality=jpeg_quality,
+            face_blur=face_blur,
+            swap_jitter=swap_jitter,
+        )
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
+        self.workers = workers or min(4, os.cpu_count() or 1)
+
+    def is_current(self) -> bool:
+        """True when the root already holds a complete set made from this config."""
+        return is_current(self.root, self.config)
+
+    def prepare(self) -> None:
+        """Generate the set unless the root already holds exactly this config's output."""
+        if not self.is_current():
+            generate_dataset(self.root, self.config, workers=self.workers)
