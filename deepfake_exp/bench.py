@@ -24,7 +24,7 @@ SECTIONS = {
     "extraction": "deepfake_exp.faces.benchmark:benchmark_extraction",
     "mtcnn": "deepfake_exp.faces.benchmark:benchmark_mtcnn",
     "training": "deepfake_exp.models.benchmark:benchmark_training",
-    "augmentation": "deepfake_exp.data.augment_bench:benchmark_augmentations",
+    "augmentation": "deepfake_exp.bench_augment:benchmark_augmentations",
     "analysis": "deepfake_exp.analysis.bench:benchmark_analysis",
 }
 
