@@ -16,11 +16,13 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from deepfake_exp import config as _config  # noqa: F401  (registers the schemas)
 from deepfake_exp.evaluate import evaluate_checkpoint, format_summary
+from deepfake_exp.sweeps import STATUS_OK, in_sweep, record_failure, sweep_objective
 from deepfake_exp.utils.io import write_json
 from deepfake_exp.utils.run import save_run_info
 
@@ -69,13 +71,12 @@ def train(cfg: DictConfig) -> tuple[float, dict]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=loggers or False
     )
-    summary: dict[str, Any] = {"run_dir": str(run_dir.resolve())}
+    summary: dict[str, Any] = {"status": STATUS_OK, "run_dir": str(run_dir.resolve())}
     if cfg.train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
-    score = checkpoint.best_model_score if checkpoint else None
-    best = float(score) if score is not None else float("nan")
+    best = best_score(checkpoint, best_path)
     summary.update(
         {
             cfg.optimized_metric: best,
@@ -99,6 +100,21 @@ def train(cfg: DictConfig) -> tuple[float, dict]:
     if trainer.is_global_zero:
         write_json(run_dir / "summary.json", summary)
     return best, summary
+
+
+def best_score(checkpoint: ModelCheckpoint | None, best_path: str) -> float:
+    """The best monitored value (NaN if none), from the callback or else from its checkpoint.
+
+    With ``strategy=ddp_spawn`` (DDP inside a sweep) training runs in child processes that
+    send back the best path but not the score.
+    """
+    score = checkpoint.best_model_score if checkpoint else None
+    if score is None and checkpoint and best_path:
+        import torch
+
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["callbacks"]
+        score = state.get(checkpoint.state_key, {}).get("best_model_score")
+    return float(score) if score is not None else float("nan")
 
 
 def _epoch_of(checkpoint_path: str) -> int | None:
@@ -126,10 +142,18 @@ def _log_hparams(loggers: list, cfg: DictConfig, summary: dict) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
+    """Train; in a sweep a failed run is recorded and reported as a failed trial (``None``)."""
     run_dir = Path(cfg.paths.output_dir)
-    save_run_info(run_dir, cfg)
-    best, summary = train(cfg)
+    rank_zero_only(save_run_info)(run_dir, cfg)  # DDP ranks > 0 rerun main with extra args
+    try:
+        best, summary = train(cfg)
+    except Exception as error:  # recorded, then re-raised unless a sweep must go on
+        rank_zero_only(record_failure)(run_dir, cfg.optimized_metric, error)  # same on every rank
+        if not in_sweep():
+            raise
+        log.exception("run failed; the sweep goes on (%s has status 'failed')", run_dir)
+        return None
     if math.isnan(best):
         log.warning("no checkpoint was selected (no validation metric logged)")
     video_auc = summary.get("test", {}).get("video", {}).get("roc_auc")
@@ -138,7 +162,7 @@ def main(cfg: DictConfig) -> float:
         print(f"test video ROC-AUC = {video_auc:.4f} (held-out identities)")
     print(f"run directory: {run_dir.resolve()}")
     print(f"TensorBoard:   tensorboard --logdir {run_dir.resolve()}   (or: make tensorboard)")
-    return best
+    return sweep_objective(best)
 
 
 if __name__ == "__main__":

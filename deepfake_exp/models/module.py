@@ -80,9 +80,10 @@ class DeepfakeDetector(pl.LightningModule):
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step "
                 f"{self.global_step}: the run diverged (lower optimizer.lr?)"
             )
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits)
-        )
+        # one name per curve: Lightning renames a value logged on_step and on_epoch to
+        # train/loss_step + train/loss_epoch, which breaks the train/loss vs val/loss panels
+        self.log("train/loss", loss, on_epoch=True, on_step=False, batch_size=len(logits))
+        self.log("train/loss_step", loss, on_step=True, prog_bar=True, batch_size=len(logits))
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
@@ -162,9 +163,9 @@ class DeepfakeDetector(pl.LightningModule):
             base_lr = 1e-3
         groups = param_groups(self.backbone, self.head, base_lr, self.hparams.backbone_lr)
         optimizer = factory(groups)
-        if self.scheduler_factory is None:
+        scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
+        if scheduler is None:  # no factory, or scheduler=none (no_schedule returns None)
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
