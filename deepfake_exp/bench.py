@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> None:
         raise KeyError(f"unknown bench sections {sorted(unknown)}; choose from {sorted(SECTIONS)}")
     report = []
     for name in cfg.sections:
-        options = OmegaConf.to_container(cfg.get(name) or {}, resolve=True)
+        options = OmegaConf.to_container(cfg[name], resolve=True) if name in cfg else {}
         table = run_section(name, options)
         write_csv(out_dir / f"bench_{name}.csv", table)
         markdown = table.to_markdown(index=False, floatfmt=".3g")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +60,14 @@ class DecodedFrames:
     total_frames: int
 
 
-def _open_video(path: Path) -> tuple[cv2.VideoCapture, int]:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise MediaReadError("missing_file", f"{path} does not exist")
     if path.stat().st_size == 0:
         raise MediaReadError("empty_file", f"{path} is 0 bytes")
+
+
+def _open_video(path: Path) -> tuple[cv2.VideoCapture, int]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
@@ -74,20 +79,10 @@ def _open_video(path: Path) -> tuple[cv2.VideoCapture, int]:
     return capture, total
 
 
-def read_video_frames(
-    path: str | Path,
-    num_frames: int,
-    strategy: str = "even",
-    every_k: int = 1,
-    seed: int = 0,
+def _read_opencv(
+    path: Path, num_frames: int, strategy: str, every_k: int, seed: int
 ) -> DecodedFrames:
-    """Decode only the sampled frames: ``grab()`` skips, ``retrieve()`` only what is kept.
-
-    Raises:
-        MediaReadError: missing/empty/unreadable files, 0-frame videos, or a video that
-            ends before any sampled frame could be decoded.
-    """
-    path = Path(path)
+    """OpenCV: ``grab()`` skips the colour conversion of unwanted frames (it still decodes)."""
     capture, total = _open_video(path)
     wanted = sample_frame_indices(total, num_frames, strategy, every_k, seed)
     wanted_set = set(wanted)
@@ -103,9 +98,126 @@ def read_video_frames(
                     frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     finally:
         capture.release()
-    if not frames:
-        raise MediaReadError("undecodable_video", f"{path}: no frame could be decoded")
     return DecodedFrames(indices=indices, frames=frames, total_frames=total)
+
+
+def pyav_available() -> bool:
+    """True when PyAV (``pip install av``) is installed: it decodes sampled frames faster."""
+    return importlib.util.find_spec("av") is not None
+
+
+def _packets(container, stream) -> Iterator:
+    """Data packets of ``stream`` in decode order, stopping quietly where a file is cut off."""
+    import av
+
+    demuxer = container.demux(stream)
+    while True:
+        try:
+            packet = next(demuxer)
+        except StopIteration:
+            return
+        except av.error.FFmpegError:
+            return
+        if packet.size:
+            yield packet
+
+
+def _read_pyav(
+    path: Path, num_frames: int, strategy: str, every_k: int, seed: int
+) -> DecodedFrames | None:
+    """PyAV: only reference frames and the sampled frames are decoded at all.
+
+    ``grab()`` decodes every frame; here each packet is sent with ``skip_frame=NONREF`` unless
+    it holds a sampled frame, so the decoder skips the non-reference (most B-) frames nobody
+    needs, and only sampled frames are converted to RGB. Frame indices are ranks of the
+    presentation timestamps (read in a first, decode-free pass), i.e. the order OpenCV counts
+    in; files whose packets lack timestamps return ``None`` (use OpenCV).
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaReadError("unreadable_video", f"{path} has no video stream")
+            stamps = [p.pts for p in _packets(container, container.streams.video[0])]
+    except av.error.FFmpegError as error:
+        raise MediaReadError("unreadable_video", f"{path} could not be opened: {error}") from error
+    if any(pts is None for pts in stamps):
+        return None
+    stamps = sorted(set(stamps))
+    if not stamps:
+        raise MediaReadError("no_frames", f"{path} holds no video frames")
+    wanted = sample_frame_indices(len(stamps), num_frames, strategy, every_k, seed)
+    index_of = {stamps[i]: i for i in wanted}
+    frames: dict[int, np.ndarray] = {}
+
+    def collect(codec, packet) -> None:
+        try:
+            decoded = codec.decode(packet)
+        except av.error.FFmpegError:
+            return  # a corrupt packet: OpenCV skips it too
+        for frame in decoded:
+            index = index_of.get(frame.pts)
+            if index is not None and index not in frames:
+                rgb = frame.to_ndarray(format="rgb24")
+                turns = round((frame.rotation or 0) / 90) % 4  # phone videos: as OpenCV shows them
+                frames[index] = np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            codec = stream.codec_context
+            for packet in _packets(container, stream):
+                codec.skip_frame = "DEFAULT" if packet.pts in index_of else "NONREF"
+                collect(codec, packet)
+                if len(frames) == len(wanted):
+                    break
+            else:
+                codec.skip_frame = "DEFAULT"
+                collect(codec, None)  # drain the frames still inside the decoder
+    except av.error.FFmpegError as error:
+        raise MediaReadError("decode_error", f"{path}: {error}") from error
+    indices = sorted(frames)
+    return DecodedFrames(indices, [frames[i] for i in indices], total_frames=len(stamps))
+
+
+def read_video_frames(
+    path: str | Path,
+    num_frames: int,
+    strategy: str = "even",
+    every_k: int = 1,
+    seed: int = 0,
+    backend: str = "auto",
+) -> DecodedFrames:
+    """Decode only the sampled frames (RGB uint8), in increasing frame order.
+
+    Args:
+        path: Video file.
+        num_frames: Frames to sample (see ``sample_frame_indices``).
+        strategy: ``even``, ``every_k`` or ``random``.
+        every_k: Step for ``every_k``.
+        seed: Seed for ``random``.
+        backend: ``pyav`` (fastest: skips decoding unneeded non-reference frames), ``opencv``
+            (``grab``/``retrieve``), or ``auto``: PyAV when installed, else OpenCV. Both
+            return the same frames and indices.
+
+    Raises:
+        MediaReadError: missing/empty/unreadable files, 0-frame videos, or a video that
+            ends before any sampled frame could be decoded.
+    """
+    if backend not in {"auto", "pyav", "opencv"}:
+        raise ValueError(f"unknown video backend {backend!r}: use auto, pyav or opencv")
+    path = Path(path)
+    _check_file(path)
+    decoded = None
+    if backend == "pyav" or (backend == "auto" and pyav_available()):
+        decoded = _read_pyav(path, num_frames, strategy, every_k, seed)
+    if decoded is None:
+        decoded = _read_opencv(path, num_frames, strategy, every_k, seed)
+    if not decoded.frames:
+        raise MediaReadError("undecodable_video", f"{path}: no frame could be decoded")
+    return decoded
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -124,10 +236,7 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
 def read_image(path: str | Path) -> DecodedFrames:
     """An image as a one-frame ``DecodedFrames`` so images and videos share one pipeline."""
     path = Path(path)
-    if not path.exists():
-        raise MediaReadError("missing_file", f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise MediaReadError("empty_file", f"{path} is 0 bytes")
+    _check_file(path)
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise MediaReadError("unreadable_image", f"{path} could not be decoded as an image")
@@ -143,4 +252,6 @@ def read_media(
         return read_video_frames(path, num_frames, strategy, every_k, seed)
     if suffix in IMAGE_EXTENSIONS:
         return read_image(path)
-    raise MediaReadError("unsupported_type", f"{path}: extension {suffix!r} is not a video or image")
+    raise MediaReadError(
+        "unsupported_type", f"{path}: extension {suffix!r} is not a video or image"
+    )
