@@ -1,13 +1,17 @@
 """Evaluate a trained checkpoint: ``python -m deepfake_exp.evaluate run_dir=<train run>``.
 
 The decision threshold is chosen on the validation split and then applied, unchanged, to the
-test split; test predictions never influence any choice. Writes ``metrics.json``, per-face
-and per-video predictions, and plots (PNG + TensorBoard) into the evaluation directory.
+test split and to every cross-dataset set; test predictions never influence any choice. The
+same holds for the calibration temperature (fitted on val, reported on test). Writes
+``metrics.json``, per-face and per-video predictions, ``cross_dataset.{csv,md}`` when other
+datasets are given, and plots (PNG + TensorBoard) into the evaluation directory.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +19,377 @@ import cv2
 import hydra
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
+from sklearn.metrics import roc_auc_score, roc_curve
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from deepfake_exp import config as _config  # noqa: F401  (registers the schemas)
-from deepfake_exp.data.datamodule import FaceDataModule, read_videos
+from deepfake_exp.data.datamodule import FaceDataModule, FaceDataset, read_manifest, read_videos
+from deepfake_exp.data.records import LABEL_NAMES
 from deepfake_exp.evaluation import plots
 from deepfake_exp.evaluation.aggregate import add_missing_videos, aggregate_video_scores
-from deepfake_exp.evaluation.metrics import binary_metrics
+from deepfake_exp.evaluation.calibration import apply_temperature, fit_temperature
+from deepfake_exp.evaluation.gradcam import denormalise, explain, overlay
+from deepfake_exp.evaluation.metrics import (
+    binary_metrics,
+    clipped_log_loss,
+    expected_calibration_error,
+    has_both_classes,
+)
 from deepfake_exp.evaluation.threshold import select_threshold
 from deepfake_exp.inference import load_detector, predict_batches, resolve_checkpoint
-from deepfake_exp.utils.io import write_csv, write_json
+from deepfake_exp.utils.io import atomic_write, write_csv, write_json
 from deepfake_exp.utils.run import save_run_info
 
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
+# --------------------------------------------------------------------------------------------
+# Test-time augmentation
+# --------------------------------------------------------------------------------------------
+
+View = Callable[[Tensor, Tensor], Tensor]  # (normalised images, per-channel black) -> images
+
+
+def identity_view(images: Tensor, black: Tensor) -> Tensor:
+    """The image as the eval transform made it."""
+    return images
+
+
+def hflip_view(images: Tensor, black: Tensor) -> Tensor:
+    """The horizontal mirror: a face is (nearly) symmetric, its artefacts need not be."""
+    return torch.flip(images, dims=[3])
+
+
+def scale_view(images: Tensor, black: Tensor, scale: float = 1.0, flip: bool = False) -> Tensor:
+    """Zoom about the centre by ``scale`` (> 1 in, < 1 out), optionally mirrored.
+
+    Zooming out pads with black pixels, as the York study's ``ShiftScaleRotate`` /
+    ``PadIfNeeded`` with ``BORDER_CONSTANT`` did; in normalised space black is
+    ``-mean / std``, so the padding is done on ``images - black``, where it is zero.
+    """
+    if flip:
+        images = hflip_view(images, black)
+    if scale == 1.0:
+        return images
+    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / scale
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    shifted = images - black.view(1, -1, 1, 1)
+    zoomed = F.grid_sample(
+        shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return zoomed + black.view(1, -1, 1, 1)
+
+
+# The York study names test-time augmentation as an ingredient but only lists its random train
+# pipeline (ShiftScaleRotate with scale_limit=0.2, flips). ``york`` is its deterministic
+# counterpart: the face and its mirror, each at scales 0.9 / 1.0 / 1.1 (half the train range
+# either way), six views averaged.
+TTA_POLICIES: dict[str, tuple[View, ...]] = {
+    "none": (identity_view,),
+    "flip": (identity_view, hflip_view),
+    "york": tuple(
+        partial(scale_view, scale=scale, flip=flip)
+        for flip in (False, True)
+        for scale in (1.0, 0.9, 1.1)
+    ),
+}
+
+
+def tta_views(name: str) -> tuple[View, ...]:
+    """The views of a TTA policy, with a clear error for an unknown name."""
+    if name not in TTA_POLICIES:
+        raise ValueError(f"unknown tta {name!r}; choose one of {sorted(TTA_POLICIES)}")
+    return TTA_POLICIES[name]
+
+
+class TTAModel(nn.Module):
+    """A detector whose ``predict_proba`` averages P(fake) over the views of a TTA policy.
+
+    It quacks like the detector where inference needs it (``predict_proba``, ``device``,
+    ``eval``), so :func:`deepfake_exp.inference.predict_batches` runs it unchanged.
+
+    Args:
+        module: The trained detector (``predict_proba`` and a ``backbone`` with ``mean``/``std``).
+        tta: Key of :data:`TTA_POLICIES`.
+    """
+
+    def __init__(self, module: nn.Module, tta: str = "none") -> None:
+        super().__init__()
+        self.module = module
+        self.tta = tta
+        self.views = tta_views(tta)
+        device = next(module.parameters()).device
+        mean = torch.as_tensor(module.backbone.mean, dtype=torch.float32, device=device)
+        std = torch.as_tensor(module.backbone.std, dtype=torch.float32, device=device)
+        self.register_buffer("black", -mean / std, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.black.device
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.predict_proba(images)
+
+    def predict_proba(self, images: Tensor) -> Tensor:
+        black = self.black.to(images.dtype)
+        probs = [self.module.predict_proba(view(images, black)) for view in self.views]
+        return torch.stack(probs).mean(dim=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions
+# --------------------------------------------------------------------------------------------
+
+
+def predict_faces(
+    module: nn.Module,
+    faces: pd.DataFrame,
+    faces_root: str | Path,
+    transform: Callable[[np.ndarray], Tensor],
+    tta: str = "none",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    desc: str = "predict",
+) -> pd.DataFrame:
+    """``faces`` (manifest rows) with a ``prob`` column: P(fake) of each crop."""
+    faces = faces.reset_index(drop=True).copy()
+    dataset = FaceDataset(faces, faces_root, transform)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    scored = predict_batches(TTAModel(module, tta), loader, desc=desc)
+    faces["prob"] = scored.sort_values("index")["prob"].to_numpy(dtype=np.float64)
+    return faces
+
+
+def video_predictions(
+    faces: pd.DataFrame, aggregation: str, listed: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Face scores -> one row per video, plus the listed videos without a face at 0.5."""
+    videos = aggregate_video_scores(faces[["video_id", "label", "prob"]], aggregation)
+    return videos if listed is None else add_missing_videos(videos, listed)
+
 
 def split_predictions(
-    module: Any, datamodule: FaceDataModule, split: str, aggregation: str, flip_tta: bool
+    module: Any, datamodule: FaceDataModule, split: str, aggregation: str, tta: str = "none"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Face-level and video-level predictions of one split (face-less videos at 0.5)."""
-    loader = datamodule.eval_loader(split)
-    faces = loader.dataset.frame.copy()
-    scored = predict_batches(module, loader, flip_tta=flip_tta, desc=f"predict {split}")
-    faces["prob"] = scored.sort_values("index")["prob"].to_numpy()
-    videos = aggregate_video_scores(faces[["video_id", "label", "prob"]], aggregation)
+    faces = predict_faces(
+        module,
+        datamodule.split_frame(split),
+        datamodule.faces_dir,
+        datamodule.augmentation.eval_transform(),
+        tta=tta,
+        batch_size=datamodule.eval_batch_size,
+        num_workers=datamodule.num_workers,
+        desc=f"predict {split}",
+    )
     listed = read_videos(datamodule.faces_dir)
-    if listed is not None:
-        videos = add_missing_videos(videos, listed[listed["split"] == split])
-    return faces, videos
+    listed = None if listed is None else listed[listed["split"] == split]
+    return faces, video_predictions(faces, aggregation, listed)
 
 
 def _metrics(frame: pd.DataFrame, threshold: float) -> dict:
     return binary_metrics(frame["label"].to_numpy(), frame["prob"].to_numpy(), threshold)
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------------
+
+
+def calibration_block(val: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+    """Temperature fitted on ``val`` probabilities, log-loss and ECE on ``test`` before/after."""
+    temperature = fit_temperature(val["prob"], val["label"], input_kind="prob")
+    after = apply_temperature(test["prob"], temperature)
+    return {
+        "temperature": temperature,
+        "test_log_loss_before": clipped_log_loss(test["label"], test["prob"]),
+        "test_log_loss_after": clipped_log_loss(test["label"], after),
+        "test_ece_before": expected_calibration_error(test["label"], test["prob"]),
+        "test_ece_after": expected_calibration_error(test["label"], after),
+    }
+
+
+def calibration_report(
+    val_faces: pd.DataFrame,
+    val_videos: pd.DataFrame,
+    test_faces: pd.DataFrame,
+    test_videos: pd.DataFrame,
+) -> dict:
+    """Temperature scaling per level, fitted on val, judged on test.
+
+    The top-level keys are the video level (the DFDC score is a video log-loss); ``face``
+    holds the same block for face scores. Each level gets its own temperature because
+    averaging faces already softens video scores.
+    """
+    return {
+        "level": "video",
+        **calibration_block(val_videos, test_videos),
+        "face": calibration_block(val_faces, test_faces),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-dataset evaluation
+# --------------------------------------------------------------------------------------------
+
+CROSS_COLUMNS = [
+    "dataset", "faces_dir", "splits", "videos", "videos_without_face", "faces", "threshold",
+    "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss",
+    "face_accuracy", "face_roc_auc", "face_log_loss",
+]  # fmt: skip
+
+
+def resolve_faces_dir(name_or_path: str | Path, faces_root: str | Path) -> Path:
+    """A preprocessed faces folder from a dataset name (under ``faces_root``) or a path."""
+    candidates = [Path(name_or_path), Path(faces_root) / str(name_or_path)]
+    for candidate in candidates:
+        if (candidate / "manifest.csv").is_file():
+            return candidate
+    tried = ", ".join(str(c.resolve()) for c in candidates)
+    raise FileNotFoundError(
+        f"eval dataset {name_or_path!r}: no manifest.csv in {tried}; preprocess it first with "
+        f"`python -m deepfake_exp.preprocess dataset=<option> dataset.name={Path(name_or_path).name}`"
+    )
+
+
+def cross_dataset_row(
+    name: str,
+    faces_dir: Path,
+    splits: str,
+    faces: pd.DataFrame,
+    videos: pd.DataFrame,
+    thresholds: dict[str, float],
+) -> dict:
+    """One line of the generalization table: video metrics first, a few face metrics after."""
+    video = _metrics(videos, thresholds["video"])
+    face = _metrics(faces, thresholds["face"])
+    return {
+        "dataset": name,
+        "faces_dir": str(faces_dir.resolve()),
+        "splits": splits,
+        "videos": video["n"],
+        "videos_without_face": int((videos["num_faces"] == 0).sum()),
+        "faces": face["n"],
+        "threshold": thresholds["video"],
+        **{key: video[key] for key in SUMMARY_KEYS},
+        **{f"face_{key}": face[key] for key in ("accuracy", "roc_auc", "log_loss")},
+    }
+
+
+def external_predictions(
+    module: nn.Module,
+    faces_dir: Path,
+    transform: Callable[[np.ndarray], Tensor],
+    aggregation: str,
+    tta: str,
+    batch_size: int,
+    num_workers: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every face of another dataset, whatever its split: none of it was seen in training."""
+    faces = predict_faces(
+        module,
+        read_manifest(faces_dir),
+        faces_dir,
+        transform,
+        tta=tta,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        desc=f"predict {faces_dir.name}",
+    )
+    return faces, video_predictions(faces, aggregation, read_videos(faces_dir))
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A GitHub Markdown table (via ``tabulate``) for reports."""
+    return frame.to_markdown(index=False, floatfmt=floatfmt)
+
+
+def write_table(frame: pd.DataFrame, csv_path: Path, title: str, note: str = "") -> Path:
+    """The same table as CSV and as Markdown next to it (``.md``)."""
+    write_csv(csv_path, frame)
+    text = f"# {title}\n\n{note}\n\n{markdown_table(frame)}\n" if note else markdown_table(frame)
+    return atomic_write(csv_path.with_suffix(".md"), lambda p: p.write_text(text))
+
+
+def plot_roc_overlay(curves: dict[str, tuple[Any, Any]], title: str = "ROC curves") -> Figure:
+    """One ROC curve per named ``(labels, probs)`` pair on shared axes (runs or datasets)."""
+    figure = plots.new_figure(6.0, 5.0)
+    axes = figure.add_subplot()
+    for name, (labels, probs) in curves.items():
+        labels = np.asarray(labels)
+        if not has_both_classes(labels):
+            axes.plot([], [], ls=":", label=f"{name} (one class only)")
+            continue
+        fpr, tpr, _ = roc_curve(labels, probs)
+        axes.plot(fpr, tpr, lw=2, label=f"{name} (AUC = {roc_auc_score(labels, probs):.3f})")
+    axes.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    axes.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="False positive rate (real called fake)",
+        ylabel="True positive rate (fake caught)",
+        title=title,
+    )
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def sample_faces(faces: pd.DataFrame, k: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of ``k`` faces, half real and half fake, from as many videos as possible."""
+    if k <= 0 or faces.empty:
+        return faces.iloc[:0]
+    picked = []
+    groups = [g for _, g in faces.groupby("label", sort=True)]
+    for i, group in enumerate(groups):
+        share = k // len(groups) + (1 if i < k % len(groups) else 0)
+        shuffled = group.sample(frac=1.0, random_state=seed)
+        repeat = shuffled.groupby("video_id", sort=False).cumcount()  # 0: a video's first face
+        picked.append(shuffled.iloc[np.argsort(repeat.to_numpy(), kind="stable")[:share]])
+    return pd.concat(picked)
+
+
+def explanation_figure(
+    module: nn.Module,
+    faces: pd.DataFrame,
+    faces_root: str | Path,
+    transform: Callable[[np.ndarray], Tensor],
+    k: int = 8,
+    seed: int = 0,
+) -> Figure | None:
+    """Grad-CAM (CNN) or attention-rollout (ViT) overlays for a sample of scored faces.
+
+    Each face is shown as the model saw it, next to its heat map of evidence for FAKE, with
+    its true label and P(fake). ``None`` when there is nothing to show.
+    """
+    sample = sample_faces(faces, k, seed)
+    if sample.empty:
+        return None
+    dataset = FaceDataset(sample, faces_root, transform)
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    backbone = module.backbone
+    maps, method = explain(module, backbone, images.to(module.device))
+    rgb = denormalise(images, backbone.mean, backbone.std)
+    shown, captions = [], []
+    for image, heat, label, prob in zip(rgb, maps, sample["label"], sample["prob"], strict=True):
+        shown += [(image * 255).round().astype(np.uint8), overlay(image, heat)]
+        captions += [f"{LABEL_NAMES[int(label)]}  p={prob:.2f}", method]
+    what = "evidence for FAKE" if method == "Grad-CAM" else "where the CLS token looks"
+    return plots.plot_gallery(shown, captions, ncols=4, title=f"{method}: {what}")
 
 
 def write_plots(
@@ -62,8 +401,9 @@ def write_plots(
     history_csv: Path | None,
     writer: SummaryWriter | None,
     step: int = 0,
+    extra: dict[str, Figure] | None = None,
 ) -> list[Path]:
-    """ROC, PR, confusion matrix, score histograms, curves and error galleries (PNG + TB)."""
+    """ROC, PR, confusion matrix, score histograms, curves, error galleries and ``extra``."""
     figures = {
         "roc_face": plots.plot_roc(faces["label"], faces["prob"], "ROC (faces)"),
         "roc_video": plots.plot_roc(videos["label"], videos["prob"], "ROC (videos)"),
@@ -92,12 +432,18 @@ def write_plots(
             figures[f"gallery_{name}"] = plots.plot_gallery(
                 images, captions, title=name.replace("_", " ")
             )
+    figures.update(extra or {})
     written = []
     for name, figure in figures.items():
         if writer is not None:
             writer.add_image(f"eval/{name}", plots.figure_to_array(figure), step, dataformats="HWC")
         written.append(plots.save_figure(figure, out_dir / "plots" / f"{name}.png"))
     return written
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation
+# --------------------------------------------------------------------------------------------
 
 
 def evaluate_checkpoint(
@@ -111,11 +457,39 @@ def evaluate_checkpoint(
     flip_tta: bool = False,
     make_plots: bool = True,
     tensorboard_dir: str | Path | None = None,
+    *,
+    tta: str | None = None,
+    eval_datasets: Sequence[str] = (),
+    faces_root: str | Path | None = None,
+    calibrate: bool = True,
+    gradcam_faces: int = 8,
 ) -> dict:
-    """Score val and test, choose thresholds on val, report test; returns ``metrics.json``."""
+    """Score val and test, choose thresholds on val, report test; returns ``metrics.json``.
+
+    Args:
+        ckpt_path: A checkpoint written by ``deepfake_exp.train``.
+        out_dir: Where metrics, predictions and plots go.
+        faces_dir: Faces folder to evaluate (default: the one the run trained on).
+        threshold: Criterion choosing the threshold on val (``fixed``, ``f1``, ``eer``...).
+        video_aggregation: Face -> video reduction (default: the training run's).
+        batch_size: Inference batch size.
+        num_workers: DataLoader workers.
+        flip_tta: Kept for old callers: the same as ``tta="flip"``.
+        make_plots: Write PNG figures (and TensorBoard images).
+        tensorboard_dir: Where to log scalars and figures (``None``: no TensorBoard).
+        tta: Test-time augmentation, a key of :data:`TTA_POLICIES`.
+        eval_datasets: Other preprocessed datasets (names under ``faces_root`` or paths);
+            each is scored on *all* its faces with the val-chosen thresholds.
+        faces_root: Folder of preprocessed datasets (default: the parent of ``faces_dir``).
+        calibrate: Fit a temperature on val and report test log-loss/ECE before and after.
+        gradcam_faces: Test faces in the Grad-CAM / attention-rollout gallery (0: none).
+    """
     out_dir = Path(out_dir)
+    tta = tta or ("flip" if flip_tta else "none")
+    tta_views(tta)
     module, cfg = load_detector(ckpt_path)
     faces_dir = Path(faces_dir or cfg.data.faces_dir)
+    faces_root = Path(faces_root) if faces_root else faces_dir.parent
     aggregation = video_aggregation or cfg.module.video_aggregation
     datamodule = FaceDataModule(
         faces_dir,
@@ -124,8 +498,8 @@ def evaluate_checkpoint(
         eval_batch_size=batch_size,
         num_workers=num_workers,
     )
-    val_faces, val_videos = split_predictions(module, datamodule, "val", aggregation, flip_tta)
-    test_faces, test_videos = split_predictions(module, datamodule, "test", aggregation, flip_tta)
+    val_faces, val_videos = split_predictions(module, datamodule, "val", aggregation, tta)
+    test_faces, test_videos = split_predictions(module, datamodule, "test", aggregation, tta)
     thresholds = {
         "face": select_threshold(val_faces["label"], val_faces["prob"], threshold),
         "video": select_threshold(val_videos["label"], val_videos["prob"], threshold),
@@ -136,7 +510,7 @@ def evaluate_checkpoint(
         "threshold_criterion": threshold,
         "thresholds_from_val": thresholds,
         "video_aggregation": aggregation,
-        "flip_tta": flip_tta,
+        "tta": tta,
         "val": {
             "face": _metrics(val_faces, thresholds["face"]),
             "video": _metrics(val_videos, thresholds["video"]),
@@ -146,32 +520,176 @@ def evaluate_checkpoint(
             "video": _metrics(test_videos, thresholds["video"]),
         },
     }
+    if calibrate:
+        metrics["calibration"] = calibration_report(val_faces, val_videos, test_faces, test_videos)
+        test_videos = test_videos.assign(
+            prob_calibrated=apply_temperature(
+                test_videos["prob"], metrics["calibration"]["temperature"]
+            )
+        )
+    cross_curves: dict[str, tuple[Any, Any]] = {}
+    if eval_datasets:
+        metrics["cross_dataset"] = cross_dataset_evaluation(
+            module,
+            datamodule,
+            eval_datasets,
+            faces_root,
+            thresholds,
+            (test_faces, test_videos),
+            aggregation,
+            tta,
+            out_dir,
+            cross_curves,
+        )
     write_json(out_dir / "metrics.json", metrics)
     write_csv(out_dir / "predictions_test_faces.csv", test_faces)
     write_csv(out_dir / "predictions_test_videos.csv", test_videos)
+    write_csv(out_dir / "predictions_val_faces.csv", val_faces)
     write_csv(out_dir / "predictions_val_videos.csv", val_videos)
     writer = SummaryWriter(str(tensorboard_dir)) if tensorboard_dir else None
     if writer is not None:
-        for level in ("face", "video"):
-            for key in SUMMARY_KEYS:
-                value = metrics["test"][level][key]
-                prefix = "test/" if level == "face" else "test/video_"
-                writer.add_scalar(f"{prefix}{key}", value, 0)
+        _log_scalars(writer, metrics)
     if make_plots:
+        extra = _extra_figures(
+            module, datamodule, test_faces, test_videos, metrics, cross_curves, gradcam_faces
+        )
         history = Path(ckpt_path).resolve().parent.parent / "csv" / "metrics.csv"
-        write_plots(out_dir, test_faces, test_videos, metrics["test"], faces_dir, history, writer)
+        write_plots(
+            out_dir,
+            test_faces,
+            test_videos,
+            metrics["test"],
+            faces_dir,
+            history,
+            writer,
+            extra=extra,
+        )
     if writer is not None:
         writer.close()
     return metrics
 
 
+def cross_dataset_evaluation(
+    module: nn.Module,
+    datamodule: FaceDataModule,
+    eval_datasets: Sequence[str],
+    faces_root: Path,
+    thresholds: dict[str, float],
+    in_domain: tuple[pd.DataFrame, pd.DataFrame],
+    aggregation: str,
+    tta: str,
+    out_dir: Path,
+    curves: dict[str, tuple[Any, Any]] | None = None,
+) -> list[dict]:
+    """The generalization table: in-domain test first, then every other dataset, all faces.
+
+    Writes ``cross_dataset.csv`` / ``.md`` and each dataset's video predictions under
+    ``cross_dataset/``; fills ``curves`` (name -> labels, probs) for a ROC overlay.
+    """
+    own = datamodule.faces_dir.resolve()
+    name = f"{own.name} (in-domain test)"
+    rows = [cross_dataset_row(name, own, "test", *in_domain, thresholds)]
+    curves = {} if curves is None else curves
+    curves[name] = (in_domain[1]["label"], in_domain[1]["prob"])
+    transform = datamodule.augmentation.eval_transform()
+    for entry in eval_datasets:
+        faces_dir = resolve_faces_dir(entry, faces_root)
+        if faces_dir.resolve() == own:
+            log.info("eval dataset %s is the training set: its test split is row 1", entry)
+            continue
+        faces, videos = external_predictions(
+            module,
+            faces_dir,
+            transform,
+            aggregation,
+            tta,
+            datamodule.eval_batch_size,
+            datamodule.num_workers,
+        )
+        label = Path(str(entry)).name
+        rows.append(cross_dataset_row(label, faces_dir, "all", faces, videos, thresholds))
+        curves[label] = (videos["label"], videos["prob"])
+        write_csv(out_dir / "cross_dataset" / f"{label}_videos.csv", videos)
+    table = pd.DataFrame(rows, columns=CROSS_COLUMNS)
+    note = (
+        "One checkpoint, thresholds chosen on its own validation split and applied unchanged "
+        f"(video {thresholds['video']:.3f}, face {thresholds['face']:.3f}). Row 1 is the "
+        "training dataset's test split; every other dataset is scored on ALL its faces "
+        "(train, val and test splits alike), since none of it was used for training. "
+        "Metrics are video level unless prefixed `face_`; videos without a face score 0.5."
+    )
+    write_table(table, out_dir / "cross_dataset.csv", "Cross-dataset evaluation", note)
+    return rows
+
+
+def _extra_figures(
+    module: nn.Module,
+    datamodule: FaceDataModule,
+    test_faces: pd.DataFrame,
+    test_videos: pd.DataFrame,
+    metrics: dict,
+    cross_curves: dict[str, tuple[Any, Any]],
+    gradcam_faces: int,
+) -> dict[str, Figure]:
+    """Reliability diagrams, explanation gallery and cross-dataset ROC, when they apply."""
+    figures: dict[str, Figure] = {}
+    if "calibration" in metrics:
+        temperature = metrics["calibration"]["temperature"]
+        figures["reliability_video"] = plots.plot_reliability(
+            test_videos["label"], test_videos["prob"], title="Reliability (test videos)"
+        )
+        figures["reliability_video_calibrated"] = plots.plot_reliability(
+            test_videos["label"],
+            test_videos["prob_calibrated"],
+            title=f"Reliability, T={temperature:.2f}",
+        )
+    gallery = explanation_figure(
+        module,
+        test_faces,
+        datamodule.faces_dir,
+        datamodule.augmentation.eval_transform(),
+        k=gradcam_faces,
+    )
+    if gallery is not None:
+        figures["gradcam"] = gallery
+    if len(cross_curves) > 1:
+        figures["cross_dataset_roc"] = plot_roc_overlay(cross_curves, "ROC per dataset (videos)")
+    return figures
+
+
+def _log_scalars(writer: SummaryWriter, metrics: dict) -> None:
+    for level in ("face", "video"):
+        for key in SUMMARY_KEYS:
+            value = metrics["test"][level][key]
+            prefix = "test/" if level == "face" else "test/video_"
+            writer.add_scalar(f"{prefix}{key}", value, 0)
+    calibration = metrics.get("calibration")
+    if calibration:
+        for key in ("temperature", "test_log_loss_after", "test_ece_before", "test_ece_after"):
+            writer.add_scalar(f"calibration/video_{key}", calibration[key], 0)
+    for row in metrics.get("cross_dataset", []):
+        for key in ("roc_auc", "accuracy", "log_loss"):
+            writer.add_scalar(f"cross_dataset/{row['dataset']}/video_{key}", row[key], 0)
+
+
 def format_summary(metrics: dict) -> str:
-    """A two-line table of the test metrics for the console."""
+    """The test metrics (and the cross-dataset table, if any) for the console."""
     rows = []
     for level in ("face", "video"):
         m = metrics["test"][level]
         values = "  ".join(f"{k}={m[k]:.4f}" for k in SUMMARY_KEYS if not np.isnan(m[k]))
         rows.append(f"test {level:5s} (n={m['n']}, threshold={m['threshold']:.3f}): {values}")
+    calibration = metrics.get("calibration")
+    if calibration:
+        rows.append(
+            f"calibration (videos): T={calibration['temperature']:.3f}  log_loss "
+            f"{calibration['test_log_loss_before']:.4f} -> {calibration['test_log_loss_after']:.4f}"
+            f"  ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}"
+        )
+    if metrics.get("cross_dataset"):
+        table = pd.DataFrame(metrics["cross_dataset"])
+        columns = ["dataset", "splits", "videos", *SUMMARY_KEYS]
+        rows.append("cross-dataset (videos):\n" + markdown_table(table[columns]))
     return "\n".join(rows)
 
 
@@ -180,6 +698,8 @@ def main(cfg: DictConfig) -> None:
     ckpt = resolve_checkpoint(cfg.ckpt_path, cfg.run_dir)
     out_dir = Path(cfg.paths.output_dir)
     save_run_info(out_dir, cfg)
+    # ``tta``, ``eval_datasets``, ``calibrate`` and ``gradcam_faces`` are read with defaults
+    # so ``+key=value`` works whether or not the schema lists them.
     metrics = evaluate_checkpoint(
         ckpt,
         out_dir,
@@ -191,6 +711,11 @@ def main(cfg: DictConfig) -> None:
         flip_tta=cfg.flip_tta,
         make_plots=cfg.plots,
         tensorboard_dir=out_dir / "tensorboard",
+        tta=cfg.get("tta"),
+        eval_datasets=list(cfg.get("eval_datasets") or []),
+        faces_root=cfg.paths.faces_dir,
+        calibrate=cfg.get("calibrate", True),
+        gradcam_faces=cfg.get("gradcam_faces", 8),
     )
     log.info("\n%s\nmetrics: %s", format_summary(metrics), out_dir / "metrics.json")
 
