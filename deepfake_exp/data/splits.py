@@ -35,8 +35,7 @@ def _partition(sizes: list[int], ratios: np.ndarray) -> list[str]:
     for size in sizes:
         needed_later = sum(1 for s in range(split + 1, 3) if ratios[s] > 0)
         while split < 2 and (
-            ratios[split] == 0
-            or (filled[split] > 0 and filled[split] + size / 2 > targets[split])
+            ratios[split] == 0 or (filled[split] > 0 and filled[split] + size / 2 > targets[split])
         ):
             split += 1
             needed_later = sum(1 for s in range(split + 1, 3) if ratios[s] > 0)
@@ -107,7 +106,9 @@ def assign_splits(
     ratios_arr = _normalise_ratios(ratios)
     present = set(official.values())
     if present:
-        ratios_arr = np.array([0.0 if s in present else r for s, r in zip(SPLITS, ratios_arr, strict=True)])
+        ratios_arr = np.array(
+            [0.0 if s in present else r for s, r in zip(SPLITS, ratios_arr, strict=True)]
+        )
         if ratios_arr.sum() == 0:
             ratios_arr = np.array([1.0, 0.0, 0.0])
     return {**official, **POLICIES[policy](rest, ratios_arr, seed)}
