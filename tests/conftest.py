@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# Before torch loads: idle OpenMP threads sleep instead of spinning, which keeps a shared or
+# busy CI machine from burning 5-10x the CPU on every op.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Callable
 from pathlib import Path
 
