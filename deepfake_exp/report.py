@@ -34,7 +34,7 @@ from hydra.core.config_store import ConfigStore
 from matplotlib.figure import Figure
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from deepfake_exp.evaluate import markdown_table, plot_roc_overlay
+from deepfake_exp.evaluate import plot_roc_overlay
 from deepfake_exp.evaluation import plots
 from deepfake_exp.utils.io import atomic_write, write_csv, write_json
 from deepfake_exp.utils.run import save_run_info
@@ -52,8 +52,10 @@ COLUMNS = [
 ]  # fmt: skip
 MARKDOWN_COLUMNS = [
     "name", "status", "model", "optimizer", "lr", "weight_decay", "scheduler", "best_epoch",
-    "best_val", *TEST_KEYS, "face_roc_auc", "train_minutes",
+    "val_metric", "best_val", *TEST_KEYS, "face_roc_auc", "train_minutes",
 ]  # fmt: skip
+GENERAL_FORMAT = ("lr", "weight_decay")  # 1e-05, not 0.0000
+INTEGER_COLUMNS = ("epochs", "best_epoch")
 
 
 @dataclass
@@ -325,15 +327,23 @@ def roc_curves(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return curves
 
 
-def _format_value(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def shown_table(table: pd.DataFrame) -> str:
+    """The Markdown/console table: 4 decimals, learning rates as ``1e-05``, blanks for gaps."""
+    shown = table[[c for c in MARKDOWN_COLUMNS if c in table.columns]].astype(object)
+    for column in shown.columns:
+        style = "g" if column in GENERAL_FORMAT else ".0f" if column in INTEGER_COLUMNS else ".4f"
+        shown[column] = [
+            "" if v is None or (isinstance(v, float) and math.isnan(v))
+            else f"{v:{style}}" if isinstance(v, float) else str(v)
+            for v in shown[column]
+        ]  # fmt: skip
+    text = ("name", "status", "model", "optimizer", "scheduler", "val_metric")
+    align = ["left" if c in text else "right" for c in shown.columns]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
 def report_markdown(table: pd.DataFrame, report: DictConfig, elapsed: float | None) -> str:
     """The report page: what was run, the table, the plots, how to read it."""
-    shown = table[[c for c in MARKDOWN_COLUMNS if c in table.columns]]
     lines = [
         f"# Report: {report.name}",
         "",
@@ -342,9 +352,9 @@ def report_markdown(table: pd.DataFrame, report: DictConfig, elapsed: float | No
         f"Generated {datetime.now():%Y-%m-%d %H:%M}. Test metrics are video level (faces "
         "averaged per video as each run was trained) at the threshold chosen on that run's "
         "validation split; `face_roc_auc` is face level. `best_val` is the validation metric "
-        f"the checkpoint was selected on ({', '.join(sorted(set(table['val_metric'].dropna())))}).",
+        "the checkpoint was selected on (`val_metric`).",
         "",
-        markdown_table(shown.map(_format_value)),
+        shown_table(table),
         "",
     ]
     if elapsed is not None:
@@ -404,8 +414,7 @@ def build_report(cfg: DictConfig) -> pd.DataFrame:
 def main(cfg: DictConfig) -> None:
     save_run_info(cfg.report.out_dir, cfg)
     table = build_report(cfg)
-    shown = table[[c for c in MARKDOWN_COLUMNS if c in table.columns]]
-    print(markdown_table(shown.map(_format_value)))
+    print(shown_table(table))
     out_dir = Path(cfg.report.out_dir).resolve()
     print(f"\nreport: {out_dir / 'report.md'}  table: {out_dir / 'report.csv'}")
     if not (table["status"] == "ok").any():
