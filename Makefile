@@ -14,11 +14,11 @@ EXPERIMENT ?= synthetic_cpu
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON_SYS) >/dev/null || { echo "error: $(PYTHON_SYS) not found (set PYTHON_SYS=/path/to/python3.11)"; exit 1; }
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --progress-bar off -e ".[dev]"
+	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with dev tools (runs once)
