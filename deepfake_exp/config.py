@@ -86,6 +86,7 @@ class ExperimentSchema:
     logger: Any = None
     callbacks: Any = None
     paths: Any = MISSING
+    published: Any = None  # a study's reported figures, {metric: value}; read by report
 
 
 @dataclass
