@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from deepfake_exp.inference.safe import check_targets, safe_instantiate
 from deepfake_exp.models.module import DeepfakeDetector
+
+log = logging.getLogger(__name__)
 
 
 def resolve_checkpoint(ckpt_path: str | Path | None, run_dir: str | Path | None) -> Path:
@@ -29,25 +34,68 @@ def resolve_checkpoint(ckpt_path: str | Path | None, run_dir: str | Path | None)
 
 
 def load_detector(
-    ckpt_path: str | Path, map_location: str = "cpu"
+    ckpt_path: str | Path, map_location: str = "cpu", trust_checkpoint: bool = False
 ) -> tuple[DeepfakeDetector, DictConfig]:
     """The trained module and the run's resolved config, from the checkpoint file only.
 
+    Every ``_target_`` of the stored config is checked against the allow-list of
+    :mod:`deepfake_exp.inference.safe` before anything is built (``trust_checkpoint``
+    skips that for a file one made oneself). The returned config has passed the check, so
+    callers rebuild its other blocks with ``safe_instantiate(cfg.<block>)``.
+
     Pretrained-weight loading is switched off: the checkpoint holds the trained weights, and
-    a machine without network must still be able to evaluate.
+    a machine without network must still be able to evaluate. The module carries the
+    checkpoint's ``data_fingerprint`` (``None`` for runs older than fingerprints).
     """
     checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
-    if "run_config" not in checkpoint:
+    if not isinstance(checkpoint, dict) or "run_config" not in checkpoint:
         raise KeyError(f"{ckpt_path} has no run_config: it was not written by deepfake_exp.train")
-    cfg = OmegaConf.create(checkpoint["run_config"])
+    stored = checkpoint["run_config"]
+    if not isinstance(stored, dict):
+        raise TypeError(f"{ckpt_path}: run_config is a {type(stored).__name__}, not a mapping")
+    if trust_checkpoint:
+        log.warning("trust_checkpoint=true: %s is rebuilt without the allow-list", ckpt_path)
+    else:
+        check_targets(stored, what=f"checkpoint {ckpt_path}")
+    cfg = OmegaConf.create(stored)
     model_cfg = cfg.model.copy()
     for key in ("pretrained", "weights_path"):
         if key in model_cfg:
             model_cfg[key] = None if key == "weights_path" else False
-    module = instantiate(cfg.module, backbone=instantiate(model_cfg))
+    backbone = safe_instantiate(model_cfg, trust=trust_checkpoint, key="model")
+    module = safe_instantiate(cfg.module, backbone=backbone, trust=trust_checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
-    module.run_config = checkpoint["run_config"]
+    module.run_config = stored
+    module.data_fingerprint = checkpoint.get("data_fingerprint")
     return module.eval(), cfg
+
+
+@dataclass(frozen=True)
+class RunThreshold:
+    """The video threshold a training run chose on val, and how it was chosen."""
+
+    video: float
+    tta: str
+    criterion: str | None
+    source: Path
+
+
+def run_threshold(ckpt_path: str | Path) -> RunThreshold | None:
+    """``<run>/metrics.json``'s val-chosen video threshold for ``<run>/checkpoints/x.ckpt``.
+
+    ``None`` when the checkpoint is not inside a run directory with a ``metrics.json`` or that
+    file chose no video threshold.
+    """
+    metrics_path = Path(ckpt_path).resolve().parent.parent / "metrics.json"
+    if not metrics_path.is_file():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    video = (metrics.get("thresholds_from_val") or {}).get("video")
+    if video is None:
+        return None
+    return RunThreshold(
+        float(video), metrics.get("tta") or "none", metrics.get("threshold_criterion"), metrics_path
+    )
 
 
 @torch.no_grad()
