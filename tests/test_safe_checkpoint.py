@@ -1,8 +1,9 @@
 """A checkpoint cannot run code: crafted ``_target_``s are refused before anything is built.
 
-Each crafted checkpoint names a callable that would leave a file behind (``builtins.open``
-with mode ``w``, ``builtins.exec`` of code that opens one, the project's own ``write_json``);
-the test asserts both the error (with the key path) and that the file was never created.
+Each crafted checkpoint names a callable with a visible effect (``builtins.open`` with mode
+``w``, the project's own ``write_json``, the issue's ``builtins.print("PWNED")``); the test
+asserts both the error (with the key path) and that the file was never created / nothing was
+printed. (This Hydra build blocks ``builtins.exec``/``eval`` itself, not ``open`` or ``print``.)
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def test_legit_checkpoint_loads_and_scores(legit, tmp_path) -> None:
 CRAFTED = {
     # key set in the stored config -> payload builder, key path the error must name
     "top-level model": ("model", opener, "model._target_"),
-    "nested in module": (
+    "nested in module": ("module.head_hidden", opener, "module.head_hidden._target_"),
+    "the issue's print PWNED": (
         "module.head_hidden",
-        lambda m: {"_target_": "builtins.exec", "_args_": [f"open({str(m)!r}, 'w').close()"]},
+        lambda m: {"_target_": "builtins.print", "_args_": ["PWNED"]},
         "module.head_hidden._target_",
     ),
     "in augmentation": ("augmentation.blend", opener, "augmentation.blend._target_"),
@@ -111,7 +113,7 @@ CRAFTED = {
 
 @pytest.mark.parametrize("case", list(CRAFTED), ids=list(CRAFTED))
 def test_crafted_checkpoint_is_refused_without_side_effect(
-    case: str, legit, tmp_path, monkeypatch
+    case: str, legit, tmp_path, monkeypatch, capsys
 ) -> None:
     key, payload, reported = CRAFTED[case]
     marker = tmp_path / "PWNED"
@@ -123,6 +125,7 @@ def test_crafted_checkpoint_is_refused_without_side_effect(
     assert reported in str(error.value)
     assert "trust_checkpoint=true" in str(error.value)
     assert not marker.exists(), "the crafted target ran"
+    assert "PWNED" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("block", ["augmentation", "detector"])
