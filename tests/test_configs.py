@@ -5,6 +5,7 @@ A new YAML is tested by this file without new test code (timm's "loop over every
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
+from deepfake_exp.config import ConfigValueError, validate_config
 from tests.conftest import CONF_DIR
 
 SMALL = {"model.input_size=64"}
@@ -88,13 +90,33 @@ def test_trainer_options(compose_cfg, option: str) -> None:
     from omegaconf import open_dict
 
     cfg = compose_cfg("train", [f"trainer={option}"])
+    validate_config(cfg)
     with open_dict(cfg):  # build on CPU whatever the option says: the config must still compose
         cfg.trainer.accelerator = "cpu"
         cfg.trainer.devices = 1
         cfg.trainer.precision = "32-true"
-        cfg.trainer.pop("sync_batchnorm", None)
-        cfg.trainer.pop("strategy", None)
+        cfg.trainer.sync_batchnorm = False
+        cfg.trainer.strategy = "auto"
     assert isinstance(instantiate(cfg.trainer), pl.Trainer)
+
+
+def test_trainer_schema_fields_are_lightning_arguments() -> None:
+    """A misspelt schema field would pass composition and fail inside Lightning."""
+    import dataclasses
+    import inspect
+
+    import pytorch_lightning as pl
+
+    from deepfake_exp.config import TrainerSchema
+
+    accepted = set(inspect.signature(pl.Trainer.__init__).parameters)
+    fields = {f.name for f in dataclasses.fields(TrainerSchema)} - {"_target_"}
+    assert fields and not fields - accepted, fields - accepted
+
+
+def test_any_lightning_argument_can_still_be_added(compose_cfg) -> None:
+    cfg = compose_cfg("train", ["+trainer.limit_train_batches=1", "+trainer.max_time=null"])
+    assert cfg.trainer.limit_train_batches == 1 and "max_time" in cfg.trainer
 
 
 @pytest.mark.parametrize("group", ["logger", "callbacks"])
@@ -111,6 +133,8 @@ def test_dict_groups_instantiate(compose_cfg, group: str) -> None:
 def test_experiments_compose_for_both_entrypoints(compose_cfg, option: str) -> None:
     train_cfg = compose_cfg("train", [f"experiment={option}"])
     preprocess_cfg = compose_cfg("preprocess", [f"experiment={option}"])
+    validate_config(train_cfg)  # in range as shipped
+    validate_config(preprocess_cfg)
     assert train_cfg.dataset.name == preprocess_cfg.dataset.name
     assert train_cfg.data.faces_dir == preprocess_cfg.out_dir
 
@@ -138,6 +162,59 @@ def test_wrongly_typed_value_fails_at_compose(compose_cfg) -> None:
     assert "seed" in str(error.value)
     with pytest.raises(ConfigCompositionException):
         compose_cfg("preprocess", ["extraction.num_frames=many"])
+
+
+@pytest.mark.parametrize(
+    "option", [*(f"debug={o}" for o in options("debug")), "trainer=gpu", "trainer=ddp"]
+)
+def test_shipped_options_are_in_range(compose_cfg, option: str) -> None:
+    assert validate_config(compose_cfg("train", [option])) is not None
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "true"])
+def test_non_integer_max_epochs_fails_at_compose_naming_the_key(compose_cfg, value) -> None:
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_cfg("train", [f"trainer.max_epochs={value}"])
+    assert "trainer.max_epochs" in str(error.value)
+    assert "max_epochs" in str(error.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["trainer.max_epochs=0"], r"trainer\.max_epochs=0: must be an integer >= 1"),
+        (["trainer.max_epochs=-1"], r"trainer\.max_epochs=-1"),
+        (["trainer.min_epochs=5", "trainer.max_epochs=2"], r"trainer\.min_epochs=5: must be <="),
+        (["trainer.accumulate_grad_batches=0"], r"trainer\.accumulate_grad_batches=0"),
+        (["trainer.precision=17"], r"trainer\.precision=17: must be one of"),
+        (["trainer.accelerator=gpus"], r"trainer\.accelerator='gpus'"),
+        (["trainer.devices=0"], r"trainer\.devices=0"),
+        (["trainer.overfit_batches=1.5"], r"trainer\.overfit_batches=1\.5"),
+        (["split.ratios=[0.9,0.9,0.9]"], r"must sum to 1 \(they sum to 2\.7\)"),
+        (["split.ratios=[0.7,0.3]"], r"must be 3 numbers"),
+        (["split.ratios=[1.2,-0.1,-0.1]"], r"must not be negative"),
+        (["extraction.image_format=jpeg"], r"image_format='jpeg'.*write 'jpg'"),
+        (["extraction.image_format=PNG"], r"image_format='PNG'.*write 'png'"),
+        (["extraction.image_format=gif"], r"image_format='gif': must be one of jpg, png$"),
+        (["data.batch_size=0"], r"data\.batch_size=0"),
+        (["module.head_dropout=1.0"], r"module\.head_dropout=1\.0"),
+        (["optimizer.lr=-0.1"], r"optimizer\.lr=-0\.1"),
+        (["seed=-1"], r"seed=-1"),
+    ],
+)
+def test_out_of_range_values_are_named(compose_cfg, overrides: list[str], expected: str) -> None:
+    cfg = compose_cfg("train", overrides)
+    with pytest.raises(ConfigValueError, match=re.compile(expected, re.MULTILINE)):
+        validate_config(cfg)
+
+
+def test_every_problem_is_listed_at_once_and_near_misses_pass(compose_cfg) -> None:
+    bad = compose_cfg("preprocess", ["split.ratios=[0.5,0.5,0.5]", "extraction.image_format=jpeg"])
+    with pytest.raises(ConfigValueError) as error:
+        validate_config(bad)
+    assert "split.ratios" in str(error.value) and "image_format" in str(error.value)
+    within = compose_cfg("train", ["split.ratios=[0.7,0.15,0.1500000001]", "trainer.max_epochs=1"])
+    assert validate_config(within) is within  # the 1e-6 tolerance; max_epochs=1 is fine
 
 
 def test_no_absolute_paths_in_conf() -> None:
