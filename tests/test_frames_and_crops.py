@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -10,10 +11,12 @@ import pytest
 
 from deepfake_exp.data.video import (
     MediaReadError,
+    pyav_available,
     read_image,
     read_media,
     read_video_frames,
     sample_frame_indices,
+    video_seed,
 )
 from deepfake_exp.faces.crop import crop_face, square_box_with_margin
 from deepfake_exp.faces.detectors import Detection, WholeImageDetector, select_faces
@@ -26,6 +29,50 @@ def write_counter_video(path: Path, frames: int, size=(64, 48)) -> Path:
         writer.write(np.full((size[1], size[0], 3), i * 8, np.uint8))
     writer.release()
     return path
+
+
+_CONTAINER_ATOMS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
+
+
+def _atoms(data: bytes | bytearray, start: int, end: int):
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        yield kind, start, size
+        start += size
+
+
+def write_truncated_video(path: Path, frames: int, keep: float = 2 / 3) -> Path:
+    """A cv2 mp4 whose header (``moov``) is moved to the front, cut to ``keep`` of its bytes.
+
+    cv2 writes the header last, so cutting its file loses the header and nothing decodes; with
+    the header first (as streamed/"faststart" files have it) the file declares ``frames``
+    frames but the data ends early: the truncated video that still decodes some frames.
+    """
+    data = bytearray(write_counter_video(path, frames).read_bytes())
+    top = {kind: (at, size) for kind, at, size in _atoms(data, 0, len(data))}
+    at, size = top[b"moov"]
+    moov = bytearray(data[at : at + size])
+
+    def shift_chunk_offsets(start: int, end: int) -> None:
+        for kind, pos, length in _atoms(moov, start, end):
+            if kind in _CONTAINER_ATOMS:
+                shift_chunk_offsets(pos + 8, pos + length)
+            elif kind == b"stco":  # chunk offsets into mdat, which moves back by len(moov)
+                (count,) = struct.unpack(">I", moov[pos + 12 : pos + 16])
+                for q in range(pos + 16, pos + 16 + 4 * count, 4):
+                    moov[q : q + 4] = struct.pack(
+                        ">I", struct.unpack(">I", moov[q : q + 4])[0] + size
+                    )
+
+    shift_chunk_offsets(8, size)
+    ftyp_at, ftyp_size = top[b"ftyp"]
+    head = data[ftyp_at : ftyp_at + ftyp_size]
+    whole = bytes(head + moov + data[ftyp_at + ftyp_size : at] + data[at + size :])
+    path.write_bytes(whole[: int(len(whole) * keep)])
+    return path
+
+
+BACKENDS = ["opencv", *(["pyav"] if pyav_available() else [])]
 
 
 def test_even_sampling_spans_the_whole_video() -> None:
@@ -41,6 +88,18 @@ def test_every_k_and_random_sampling() -> None:
     assert one == sample_frame_indices(100, 1, "random", seed=7) and 0 <= one[0] < 100
 
 
+def test_random_sampling_is_seeded_per_video() -> None:
+    """One seed for all videos drew the same frames in every video of a length."""
+    first, second = video_seed(0, "a.mp4"), video_seed(0, "b.mp4")
+    assert sample_frame_indices(300, 8, "random", seed=first) != sample_frame_indices(
+        300, 8, "random", seed=second
+    )
+    assert video_seed(0, "a.mp4") == first and video_seed(1, "a.mp4") != first
+    assert sample_frame_indices(300, 8, "random", seed=first) == sample_frame_indices(
+        300, 8, "random", seed=video_seed(0, "a.mp4")
+    )
+
+
 def test_short_videos_give_fewer_frames_without_duplicates() -> None:
     assert sample_frame_indices(5, 32, "even") == [0, 1, 2, 3, 4]
     assert sample_frame_indices(0, 8) == []
@@ -54,6 +113,29 @@ def test_decodes_exactly_the_sampled_frames(tmp_path: Path) -> None:
     assert decoded.indices == sample_frame_indices(20, 4) and decoded.total_frames == 20
     brightness = [int(f.mean()) for f in decoded.frames]
     assert all(abs(b - i * 8) <= 3 for b, i in zip(brightness, decoded.indices, strict=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_several_counts_decode_the_union_of_their_samples(tmp_path: Path, backend: str) -> None:
+    video = write_counter_video(tmp_path / "v.mp4", 20)
+    decoded = read_video_frames(video, [4, 7], backend=backend)
+    union = sorted(set(sample_frame_indices(20, 4)) | set(sample_frame_indices(20, 7)))
+    assert decoded.indices == union and decoded.expected_frames == len(union)
+    assert not decoded.truncated
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_truncated_video_reports_decoded_vs_expected_frames(tmp_path: Path, backend: str) -> None:
+    whole = read_video_frames(write_truncated_video(tmp_path / "w.mp4", 30, keep=1.0), 8)
+    assert not whole.truncated and whole.decoded_frames == whole.expected_frames == 8
+    decoded = read_video_frames(write_truncated_video(tmp_path / "t.mp4", 30), 8, backend=backend)
+    assert decoded.truncated and decoded.total_frames == 30 and decoded.expected_frames == 8
+    assert 0 < decoded.decoded_frames < 8
+    assert (
+        decoded.indices == sample_frame_indices(30, 8)[: decoded.decoded_frames]
+    )  # the first ones
+    brightness = [int(f.mean()) for f in decoded.frames]  # sampled frames are >= 4 apart
+    assert all(abs(b - i * 8) <= 5 for b, i in zip(brightness, decoded.indices, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +52,59 @@ def sample_frame_indices(
     raise ValueError(f"unknown frame sampling strategy {strategy!r}: use even, every_k or random")
 
 
+def video_seed(seed: int, video_id: str) -> int:
+    """A per-video seed from ``(seed, video_id)`` for ``strategy=random``.
+
+    One seed for all videos would draw the same frame positions in every video of a length;
+    hashing the id keeps each video reproducible while videos differ from each other.
+    """
+    digest = hashlib.sha256(f"{seed}\0{video_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+FrameCounts = int | Sequence[int]
+
+
+def _wanted(
+    total: int, num_frames: FrameCounts, strategy: str, every_k: int, seed: int
+) -> list[int]:
+    """The union of the samples of each count in ``num_frames`` (one int: one sample)."""
+    counts = [num_frames] if isinstance(num_frames, int) else list(num_frames)
+    picked: set[int] = set()
+    for count in counts:
+        picked.update(sample_frame_indices(total, count, strategy, every_k, seed))
+    return sorted(picked)
+
+
 @dataclass
 class DecodedFrames:
-    """Frames (RGB uint8) with their indices and the video's frame count."""
+    """Sampled frames (RGB uint8) with their indices, and what was expected of the file.
+
+    Attributes:
+        indices: Frame indices of ``frames``, increasing.
+        frames: The decoded frames.
+        total_frames: Frames the file declares; the sample was spread over these, so
+            ``sample_frame_indices(total_frames, ...)`` recovers which frames a count chose.
+        expected_frames: Frames the sample asked for (``None``: as many as were decoded).
+    """
 
     indices: list[int]
     frames: list[np.ndarray]
     total_frames: int
+    expected_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.expected_frames is None:
+            self.expected_frames = len(self.frames)
+
+    @property
+    def decoded_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def truncated(self) -> bool:
+        """Fewer frames decoded than sampled: the file ends (or breaks) before it says it does."""
+        return self.decoded_frames < self.expected_frames
 
 
 def _check_file(path: Path) -> None:
@@ -80,11 +127,11 @@ def _open_video(path: Path) -> tuple[cv2.VideoCapture, int]:
 
 
 def _read_opencv(
-    path: Path, num_frames: int, strategy: str, every_k: int, seed: int
+    path: Path, num_frames: FrameCounts, strategy: str, every_k: int, seed: int
 ) -> DecodedFrames:
     """OpenCV: ``grab()`` skips the colour conversion of unwanted frames (it still decodes)."""
     capture, total = _open_video(path)
-    wanted = sample_frame_indices(total, num_frames, strategy, every_k, seed)
+    wanted = _wanted(total, num_frames, strategy, every_k, seed)
     wanted_set = set(wanted)
     indices, frames = [], []
     try:
@@ -98,7 +145,7 @@ def _read_opencv(
                     frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     finally:
         capture.release()
-    return DecodedFrames(indices=indices, frames=frames, total_frames=total)
+    return DecodedFrames(indices, frames, total_frames=total, expected_frames=len(wanted))
 
 
 def pyav_available() -> bool:
@@ -123,7 +170,7 @@ def _packets(container, stream) -> Iterator:
 
 
 def _read_pyav(
-    path: Path, num_frames: int, strategy: str, every_k: int, seed: int
+    path: Path, num_frames: FrameCounts, strategy: str, every_k: int, seed: int
 ) -> DecodedFrames | None:
     """PyAV: only reference frames and the sampled frames are decoded at all.
 
@@ -131,7 +178,9 @@ def _read_pyav(
     it holds a sampled frame, so the decoder skips the non-reference (most B-) frames nobody
     needs, and only sampled frames are converted to RGB. Frame indices are ranks of the
     presentation timestamps (read in a first, decode-free pass), i.e. the order OpenCV counts
-    in; files whose packets lack timestamps return ``None`` (use OpenCV).
+    in; files whose packets lack timestamps return ``None`` (use OpenCV). A file cut off
+    before the frame count its header declares is sampled over the declared count, as OpenCV
+    does, so the sampled frames past the cut are missing and the result says ``truncated``.
     """
     import av
 
@@ -139,6 +188,7 @@ def _read_pyav(
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaReadError("unreadable_video", f"{path} has no video stream")
+            declared = container.streams.video[0].frames or 0
             stamps = [p.pts for p in _packets(container, container.streams.video[0])]
     except av.error.FFmpegError as error:
         raise MediaReadError("unreadable_video", f"{path} could not be opened: {error}") from error
@@ -147,8 +197,9 @@ def _read_pyav(
     stamps = sorted(set(stamps))
     if not stamps:
         raise MediaReadError("no_frames", f"{path} holds no video frames")
-    wanted = sample_frame_indices(len(stamps), num_frames, strategy, every_k, seed)
-    index_of = {stamps[i]: i for i in wanted}
+    total = max(declared, len(stamps))
+    wanted = _wanted(total, num_frames, strategy, every_k, seed)
+    index_of = {stamps[i]: i for i in wanted if i < len(stamps)}
     frames: dict[int, np.ndarray] = {}
 
     def collect(codec, packet) -> None:
@@ -171,7 +222,7 @@ def _read_pyav(
             for packet in _packets(container, stream):
                 codec.skip_frame = "DEFAULT" if packet.pts in index_of else "NONREF"
                 collect(codec, packet)
-                if len(frames) == len(wanted):
+                if len(frames) == len(index_of):
                     break
             else:
                 codec.skip_frame = "DEFAULT"
@@ -179,12 +230,12 @@ def _read_pyav(
     except av.error.FFmpegError as error:
         raise MediaReadError("decode_error", f"{path}: {error}") from error
     indices = sorted(frames)
-    return DecodedFrames(indices, [frames[i] for i in indices], total_frames=len(stamps))
+    return DecodedFrames(indices, [frames[i] for i in indices], total, expected_frames=len(wanted))
 
 
 def read_video_frames(
     path: str | Path,
-    num_frames: int,
+    num_frames: FrameCounts,
     strategy: str = "even",
     every_k: int = 1,
     seed: int = 0,
@@ -194,13 +245,18 @@ def read_video_frames(
 
     Args:
         path: Video file.
-        num_frames: Frames to sample (see ``sample_frame_indices``).
+        num_frames: Frames to sample (see ``sample_frame_indices``), or several counts:
+            the union of their samples is decoded (extraction's eval and train samples).
         strategy: ``even``, ``every_k`` or ``random``.
         every_k: Step for ``every_k``.
-        seed: Seed for ``random``.
+        seed: Seed for ``random`` (per video: ``video_seed(seed, video_id)``).
         backend: ``pyav`` (fastest: skips decoding unneeded non-reference frames), ``opencv``
             (``grab``/``retrieve``), or ``auto``: PyAV when installed, else OpenCV. Both
             return the same frames and indices.
+
+    Returns:
+        The decoded frames; ``truncated`` when the file ended before some sampled frames
+        (those are left out, the rest are returned).
 
     Raises:
         MediaReadError: missing/empty/unreadable files, 0-frame videos, or a video that
@@ -244,7 +300,11 @@ def read_image(path: str | Path) -> DecodedFrames:
 
 
 def read_media(
-    path: str | Path, num_frames: int, strategy: str = "even", every_k: int = 1, seed: int = 0
+    path: str | Path,
+    num_frames: FrameCounts,
+    strategy: str = "even",
+    every_k: int = 1,
+    seed: int = 0,
 ) -> DecodedFrames:
     """Sampled frames of a video, or the single frame of an image, chosen by extension."""
     suffix = Path(path).suffix.lower()
