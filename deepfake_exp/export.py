@@ -14,7 +14,6 @@ the formats deployment tools read today, and the warnings are silenced here.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 from torch import Tensor, nn
 
-from deepfake_exp.inference import load_detector, resolve_checkpoint
+from deepfake_exp.inference import load_detector, resolve_checkpoint, run_threshold
 from deepfake_exp.models.heads import fake_probability
 from deepfake_exp.utils.io import write_json
 from deepfake_exp.utils.run import save_run_info
@@ -53,6 +52,9 @@ class ExportSchema:
     out_dir: str | None = None
     check: bool = True
     atol: float = 1e-4
+    # Skip the checkpoint's _target_ allow-list (deepfake_exp/inference/safe.py). Off: a
+    # downloaded checkpoint must not run code; on only for a file you made yourself.
+    trust_checkpoint: bool = False
     paths: Any = MISSING
 
 
@@ -193,14 +195,6 @@ def max_abs_difference(
     return float(np.abs(got - expected).max())
 
 
-def _val_threshold(ckpt_path: Path) -> float | None:
-    """The video threshold the run chose on val (``<run>/metrics.json``), if it has one."""
-    metrics = ckpt_path.resolve().parent.parent / "metrics.json"
-    if not metrics.is_file():
-        return None
-    return json.loads(metrics.read_text()).get("thresholds_from_val", {}).get("video")
-
-
 def export_checkpoint(
     ckpt_path: str | Path,
     out_dir: str | Path,
@@ -208,6 +202,7 @@ def export_checkpoint(
     opset: int = 17,
     check: bool = True,
     atol: float = 1e-4,
+    trust_checkpoint: bool = False,
 ) -> dict:
     """Write ``model.onnx`` or ``model.ts`` plus ``export.json``; returns that metadata.
 
@@ -217,8 +212,9 @@ def export_checkpoint(
     """
     spec = export_format(fmt)
     ckpt_path = Path(ckpt_path)
-    module, cfg = load_detector(ckpt_path)
+    module, cfg = load_detector(ckpt_path, trust_checkpoint=trust_checkpoint)
     model = exportable(module)
+    threshold = run_threshold(ckpt_path)
     size = int(module.backbone.input_size)
     example = torch.randn(TRACE_BATCH, 3, size, size)
     out_dir = Path(out_dir)
@@ -238,7 +234,8 @@ def export_checkpoint(
         },
         "output": {"name": OUTPUT_NAME, "shape": ["batch"], "meaning": "P(fake)"},
         "video_aggregation": cfg.module.video_aggregation,
-        "video_threshold_from_val": _val_threshold(ckpt_path),
+        "video_threshold_from_val": threshold.video if threshold else None,
+        "video_threshold_tta": threshold.tta if threshold else None,
         "opset": opset if fmt == "onnx" else None,
         "torch": torch.__version__,
     }
@@ -259,7 +256,9 @@ def main(cfg: DictConfig) -> None:
     ckpt = resolve_checkpoint(cfg.ckpt_path, cfg.run_dir)
     out_dir = Path(cfg.out_dir or cfg.paths.output_dir)
     save_run_info(cfg.paths.output_dir, cfg)
-    info = export_checkpoint(ckpt, out_dir, cfg.format, cfg.opset, cfg.check, cfg.atol)
+    info = export_checkpoint(
+        ckpt, out_dir, cfg.format, cfg.opset, cfg.check, cfg.atol, cfg.trust_checkpoint
+    )
     checked = (
         f", max |difference| vs PyTorch = {info['max_abs_difference']:.2e}"
         if "max_abs_difference" in info
