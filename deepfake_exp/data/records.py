@@ -44,6 +44,9 @@ class MediaRecord:
         split: Official split (``train``/``val``/``test``) or ``None`` to let the split
             policy decide.
         source: Name of the dataset the record came from.
+        identities: People shown, target first then the face-swap source(s), where the
+            dataset names them (empty otherwise); identity-disjoint grouping and
+            ``split_report.json`` read them.
     """
 
     video_id: str
@@ -53,6 +56,7 @@ class MediaRecord:
     original: str | None = None
     split: str | None = None
     source: str = ""
+    identities: tuple[str, ...] = ()
 
     @property
     def is_video(self) -> bool:
