@@ -53,7 +53,10 @@ def split_report(
     splits = {}
     for split in SPLITS:
         members = by_split.get(split, [])
-        faces = {label: sum(faces_per_video.get(r.video_id, 0) for r in members if r.label == label) for label in (REAL, FAKE)}  # fmt: skip
+        faces = {
+            label: sum(faces_per_video.get(r.video_id, 0) for r in members if r.label == label)
+            for label in (REAL, FAKE)
+        }
         shared = None if split == "train" else people.get(split, set()) & train
         splits[split] = {
             "videos": len(members),
@@ -91,13 +94,17 @@ def format_split_report(report: Mapping) -> str:
     header += f"{'groups':>6} {'ids':>5} {'shared ids':>10} {'shared videos':>13}"
     lines = [header]
     for split, row in report["splits"].items():
-        shared_ids = "-" if row["shared_identities_with_train"] is None else row["shared_identities_with_train"]  # fmt: skip
-        shared_videos = "-" if row["shared_videos_with_train"] is None else row["shared_videos_with_train"]  # fmt: skip
+        shared_ids, shared_videos = (
+            "-" if row[key] is None else row[key]
+            for key in ("shared_identities_with_train", "shared_videos_with_train")
+        )
         lines.append(
             f"{split:<6} {row['videos']:>7} {row['real_videos']:>5}/{row['fake_videos']:<5} "
             f"{row['faces']:>7} {row['real_faces']:>6}/{row['fake_faces']:<6} "
             f"{row['groups']:>6} {row['identities']:>5} {shared_ids:>10} {shared_videos:>13}"
         )
     verdict = "yes" if report["identity_disjoint"] else "no"
-    lines.append(f"identity-disjoint: {verdict}" + (f" ({report['note']})" if report["note"] else ""))
+    lines.append(
+        f"identity-disjoint: {verdict}" + (f" ({report['note']})" if report["note"] else "")
+    )
     return "\n".join(lines)

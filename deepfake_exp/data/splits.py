@@ -31,7 +31,7 @@ _NAMED_MEMBERS = 4  # a component with more members is named by its first one an
 
 
 class OneClassSplitError(ValueError):
-    """A val or test split holds one class only, so its ROC-AUC (and selection on it) is undefined."""
+    """A val or test split holds one class only: its ROC-AUC, and selection on it, is undefined."""
 
 
 def connected_groups(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> dict[str, str]:
