@@ -25,6 +25,9 @@ from deepfake_exp.evaluation.aggregate import (
     AGGREGATORS,
     add_missing_videos,
     aggregate_video_scores,
+    classify_videos,
+    failure_counts,
+    read_video_list,
 )
 from deepfake_exp.evaluation.calibration import apply_temperature, fit_temperature
 from deepfake_exp.evaluation.metrics import (
@@ -290,6 +293,61 @@ def test_add_missing_videos_edge_cases() -> None:
         add_missing_videos(videos, wrong)
 
 
+def test_groups_are_carried_to_video_rows_including_faceless_ones() -> None:
+    face_rows = faces(TWO_VIDEOS).assign(group=lambda f: "id_" + f["video_id"])
+    videos = aggregate_video_scores(face_rows)
+    assert videos["group"].tolist() == ["id_a", "id_b"]
+    catalogue = pd.DataFrame(
+        {"video_id": ["a", "b", "c"], "label": [0, 1, 1], "group": ["id_a", "id_b", "id_c"]}
+    )
+    full = add_missing_videos(videos, catalogue)
+    assert full["group"].tolist() == ["id_a", "id_b", "id_c"]
+    assert full.set_index("video_id").loc["c", "prob"] == 0.5
+
+
+VIDEO_LIST = pd.DataFrame(
+    {
+        "video_id": ["ok", "noface", "missing", "corrupt", "pending", "unexplained"],
+        "label": [0, 1, 1, 0, 1, 0],
+        "split": "test",
+        "status": ["ok", "failed", "failed", "failed", "pending", "failed"],
+    }
+)
+FAILURES = pd.DataFrame(
+    {
+        "video_id": ["noface", "missing", "corrupt", "ok"],
+        "reason": ["no_face", "missing_file", "decode_error", "duplicate"],
+    }
+)
+
+
+def test_only_faceless_videos_are_scored_failed_inputs_are_counted_by_reason() -> None:
+    scored, failed = classify_videos(VIDEO_LIST, FAILURES)
+    assert scored["video_id"].tolist() == ["ok", "noface"]
+    assert dict(zip(failed["video_id"], failed["reason"], strict=True)) == {
+        "missing": "missing_file",
+        "corrupt": "decode_error",
+        "pending": "pending",
+        "unexplained": "unknown",
+    }
+    assert failure_counts(failed) == {
+        "n_failed": 4,
+        "failed_reasons": {"decode_error": 1, "missing_file": 1, "pending": 1, "unknown": 1},
+    }
+    assert failure_counts(failed.iloc[:0]) == {"n_failed": 0, "failed_reasons": {}}
+    # a list from before statuses existed: everything listed is scored
+    legacy, none = classify_videos(VIDEO_LIST.drop(columns="status"))
+    assert len(legacy) == len(VIDEO_LIST) and none.empty
+
+
+def test_read_video_list_reads_the_faces_folder(tmp_path) -> None:
+    assert read_video_list(tmp_path)[0] is None
+    VIDEO_LIST.to_csv(tmp_path / "videos.csv", index=False)
+    FAILURES.to_csv(tmp_path / "failures.csv", index=False)
+    scored, failed = read_video_list(tmp_path)
+    assert scored["video_id"].tolist() == ["ok", "noface"] and len(failed) == 4
+
+
 # ----------------------------------------------------------------------------- thresholds
 
 
@@ -414,7 +472,7 @@ def test_evaluation_imports_no_training_code() -> None:
         "import sys\n"
         "import deepfake_exp.evaluation.metrics, deepfake_exp.evaluation.aggregate\n"
         "import deepfake_exp.evaluation.threshold, deepfake_exp.evaluation.calibration\n"
-        "import deepfake_exp.evaluation.plots\n"
+        "import deepfake_exp.evaluation.plots, deepfake_exp.evaluation.bootstrap\n"
         "bad = [m for m in ('torch', 'lightning', 'pytorch_lightning', 'deepfake_exp.models')\n"
         "       if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -8,12 +8,16 @@ and the name in a config is the name in the registry.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 FACE_COLUMNS = ("video_id", "label", "prob")
 VIDEO_COLUMNS = ["video_id", "label", "prob", "num_faces"]
+# Per-video columns carried from faces / the video list when present (bootstrap groups).
+CARRIED_COLUMNS = ("group", "source")
+NO_FACE = "no_face"
 
 Aggregator = Callable[..., float]
 
@@ -91,7 +95,8 @@ def aggregate_video_scores(
         real_share: Share of confidently real faces that decides a video; ``confident`` only.
 
     Returns:
-        One row per video, sorted by ``video_id``.
+        One row per video, sorted by ``video_id``; ``group`` and ``source`` are carried when
+        ``frame`` has them (each video's first value).
     """
     if method not in AGGREGATORS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {sorted(AGGREGATORS)}")
@@ -123,8 +128,11 @@ def aggregate_video_scores(
             "num_faces": grouped.size().astype(np.int64),
         }
     )
+    carried = [c for c in CARRIED_COLUMNS if c in frame.columns]
+    for column in carried:
+        videos[column] = grouped[column].first()
     videos["prob"] = videos["prob"].astype(np.float64)
-    return videos.reset_index()[VIDEO_COLUMNS]
+    return videos.reset_index()[[*VIDEO_COLUMNS, *carried]]
 
 
 def add_missing_videos(
@@ -141,14 +149,16 @@ def add_missing_videos(
         no_face_score: Probability of FAKE given to a video without faces.
 
     Returns:
-        ``videos`` plus one row per missing video, sorted by ``video_id``.
+        ``videos`` plus one row per missing video, sorted by ``video_id``. ``group`` and
+        ``source`` of ``all_videos`` are kept (filled in for every row) when it has them.
     """
     if not 0.0 <= no_face_score <= 1.0:
         raise ValueError(f"no_face_score must be a probability, got {no_face_score}")
     _require_columns(videos, VIDEO_COLUMNS, "video scores")
     _require_columns(all_videos, ("video_id", "label"), "video list")
-    catalogue = all_videos[["video_id", "label"]].drop_duplicates()
-    _check_one_label_per_video(catalogue, "video list")
+    carried = [c for c in CARRIED_COLUMNS if c in all_videos.columns]
+    catalogue = all_videos[["video_id", "label", *carried]].drop_duplicates("video_id")
+    _check_one_label_per_video(all_videos[["video_id", "label"]].drop_duplicates(), "video list")
 
     known = videos[["video_id", "label"]].merge(
         catalogue, on="video_id", how="inner", suffixes=("", "_listed")
@@ -167,8 +177,70 @@ def add_missing_videos(
         }
     )
     parts = [part for part in (videos[VIDEO_COLUMNS], filler) if not part.empty]
-    if not parts:
-        return filler
-    combined = pd.concat(parts, ignore_index=True)
+    combined = pd.concat(parts, ignore_index=True) if parts else filler
     combined = combined.astype({"label": np.int64, "prob": np.float64, "num_faces": np.int64})
+    for column in carried:  # the list's value, else (videos it lacks) the faces' value
+        listed = combined["video_id"].map(catalogue.set_index("video_id")[column])
+        if column in videos.columns:
+            listed = listed.fillna(combined["video_id"].map(videos.set_index("video_id")[column]))
+        combined[column] = listed
     return combined.sort_values("video_id", kind="stable").reset_index(drop=True)
+
+
+def classify_videos(
+    videos: pd.DataFrame, failures: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a video list (``videos.csv``) into the videos that are scored and those that failed.
+
+    A video in which no face was found is a legitimate input the detector answers "don't
+    know" for (0.5, see :func:`add_missing_videos`). A missing, corrupt, unreadable or
+    outside-root file, or one never processed (``pending``), is not: scoring it 0.5 would
+    count a broken input as a prediction. Those are left out of the metrics and counted with
+    their reason instead.
+
+    Args:
+        videos: Columns ``video_id``, ``label`` and ``status`` (``ok`` / ``failed`` /
+            ``pending``); a list without ``status`` (older preprocessing) is all scored.
+        failures: ``failures.csv`` (``video_id``, ``reason``) giving each failed video's reason.
+
+    Returns:
+        ``(scored, failed)``: the rows of ``videos`` that are scored (status ``ok``, or failed
+        with reason ``no_face``), and the others with a ``reason`` column.
+    """
+    if "status" not in videos.columns:
+        return videos, videos.iloc[:0].assign(reason=pd.Series(dtype=str))
+    reasons: dict[str, str] = {}
+    if failures is not None and not failures.empty:
+        first = failures[failures["reason"] != "duplicate"].drop_duplicates("video_id")
+        reasons = dict(zip(first["video_id"].astype(str), first["reason"].astype(str), strict=True))
+    status = videos["status"].astype(str)
+    reason = videos["video_id"].map(reasons).fillna("unknown")
+    reason = reason.where(status == "failed", status)  # ok -> "ok", pending -> "pending"
+    scored = (status == "ok") | (reason == NO_FACE)
+    return videos[scored], videos[~scored].assign(reason=reason[~scored])
+
+
+def failure_counts(failed: pd.DataFrame) -> dict[str, object]:
+    """``n_failed`` and ``failed_reasons`` (reason -> videos) for ``metrics.json``."""
+    counts = failed["reason"].value_counts().sort_index() if len(failed) else pd.Series(dtype=int)
+    return {
+        "n_failed": int(len(failed)),
+        "failed_reasons": {str(k): int(v) for k, v in counts.items()},
+    }
+
+
+def read_video_list(faces_dir: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """:func:`classify_videos` of a faces folder's ``videos.csv`` and ``failures.csv``.
+
+    ``(None, empty)`` when preprocessing wrote no video list (then only videos with faces
+    are known).
+    """
+    faces_dir = Path(faces_dir)
+    path = faces_dir / "videos.csv"
+    if not path.is_file():
+        return None, pd.DataFrame(columns=["video_id", "label", "reason"])
+    dtypes = {"video_id": str, "group": str, "source": str}
+    videos = pd.read_csv(path, dtype=dtypes)
+    failures_path = faces_dir / "failures.csv"
+    failures = pd.read_csv(failures_path, dtype=dtypes) if failures_path.is_file() else None
+    return classify_videos(videos, failures)

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
-from deepfake_exp.evaluation.aggregate import aggregate_video_scores
+from deepfake_exp.data.records import LABEL_NAMES
+from deepfake_exp.evaluation.aggregate import (
+    add_missing_videos,
+    aggregate_video_scores,
+    read_video_list,
+)
 from deepfake_exp.evaluation.metrics import binary_metrics, clipped_log_loss
 from deepfake_exp.models.backbones import Backbone
 from deepfake_exp.models.heads import build_head, fake_probability, head_loss
 from deepfake_exp.models.transfer import apply_freeze, param_groups
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A val/test metric is undefined on the split (e.g. ROC-AUC with one class) and not logged."""
 
 
 class DeepfakeDetector(pl.LightningModule):
@@ -24,7 +36,11 @@ class DeepfakeDetector(pl.LightningModule):
 
     Validation and test metrics are computed once per epoch over *all* predictions, gathered
     across processes and de-duplicated by sample index (DDP pads the last batch), at face
-    level and at video level (faces aggregated per video).
+    level and at video level (faces aggregated per video, and the split's videos without a
+    face at 0.5, as evaluation scores them, so the checkpoint is selected on the numbers it
+    is judged by). A metric that is undefined on the split (ROC-AUC with one class) is not
+    logged, with a warning: selecting a checkpoint on a stand-in constant would be silent
+    nonsense.
 
     Args:
         backbone: Feature extractor (``conf/model``).
@@ -62,8 +78,12 @@ class DeepfakeDetector(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.run_config: dict | None = None
+        # The faces folder's fingerprint (deepfake_exp.runs.data_fingerprint), set by train.
+        self.data_fingerprint: dict | None = None
         self._outputs: dict[str, list[dict[str, Tensor]]] = {"val": [], "test": []}
         self.video_ids: dict[str, np.ndarray] = {}
+        self._faceless: dict[tuple[str, str], pd.DataFrame | None] = {}
+        self._warned: set[str] = set()
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.backbone(images))
@@ -124,22 +144,70 @@ class DeepfakeDetector(pl.LightningModule):
         self._outputs[stage].clear()
         if frame.empty or self.trainer.sanity_checking:
             return
+        logged = self.stage_metrics(stage, frame)
+        self.log_dict(logged, prog_bar=stage == "val", rank_zero_only=False, sync_dist=False)
+
+    def stage_metrics(self, stage: str, frame: pd.DataFrame) -> dict[str, float]:
+        """Face and video metrics of one epoch's predictions (``index``, ``label``, ``prob``).
+
+        Undefined values (NaN) are left out, with a warning naming the split's class counts.
+        """
         face = binary_metrics(frame["label"].to_numpy(), frame["prob"].to_numpy())
-        logged = {f"{stage}/auc": face["roc_auc"], f"{stage}/acc": face["accuracy"]}
-        logged[f"{stage}/log_loss"] = clipped_log_loss(frame["label"], frame["prob"])
+        values = {f"{stage}/auc": face["roc_auc"], f"{stage}/acc": face["accuracy"]}
+        values[f"{stage}/log_loss"] = clipped_log_loss(frame["label"], frame["prob"])
+        counts = {"faces": face}
         video_ids = self._video_ids_for(stage)
         if video_ids is not None:
-            frame["video_id"] = video_ids[frame["index"].to_numpy()]
+            frame = frame.assign(video_id=video_ids[frame["index"].to_numpy()])
             videos = aggregate_video_scores(frame, self.hparams.video_aggregation)
+            faceless = self._faceless_videos(stage, video_ids)
+            if faceless is not None and not faceless.empty:
+                videos = add_missing_videos(videos, faceless)
             video = binary_metrics(videos["label"].to_numpy(), videos["prob"].to_numpy())
-            logged[f"{stage}/video_auc"] = video["roc_auc"]
-            logged[f"{stage}/video_acc"] = video["accuracy"]
-            logged[f"{stage}/video_log_loss"] = video["log_loss"]
-        logged = {
-            k: float(np.nan_to_num(v, nan=0.5 if k.endswith("auc") else 0.0))
-            for k, v in logged.items()
-        }
-        self.log_dict(logged, prog_bar=stage == "val", rank_zero_only=False, sync_dist=False)
+            values[f"{stage}/video_auc"] = video["roc_auc"]
+            values[f"{stage}/video_acc"] = video["accuracy"]
+            values[f"{stage}/video_log_loss"] = video["log_loss"]
+            counts["videos"] = video
+        logged = {}
+        for key, value in values.items():
+            if np.isfinite(value):
+                logged[key] = float(value)
+            else:
+                self._warn_undefined(key, counts["videos" if "/video_" in key else "faces"])
+        return logged
+
+    def _warn_undefined(self, key: str, counts: dict) -> None:
+        if key in self._warned or getattr(rank_zero_only, "rank", 0) != 0:
+            return
+        self._warned.add(key)
+        present = LABEL_NAMES[1 if counts["n_fake"] else 0]
+        warnings.warn(
+            f"{key} is undefined and is not logged: the split holds only {present} samples "
+            f"({counts['n_real']} real, {counts['n_fake']} fake), so no checkpoint can be "
+            "selected on it. Re-run preprocessing with a split that puts both classes in val "
+            "and test, or monitor a defined metric (e.g. val/loss).",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+
+    def _faceless_videos(self, stage: str, video_ids: np.ndarray) -> pd.DataFrame | None:
+        """The split's listed videos without any face (scored 0.5); failed inputs excluded.
+
+        Only videos with no face in the split's dataset at all are added, so a partial epoch
+        (``limit_val_batches``) never turns unpredicted faces into 0.5 scores.
+        """
+        faces_dir = getattr(getattr(self.trainer, "datamodule", None), "faces_dir", None)
+        if faces_dir is None:
+            return None
+        key = (stage, str(faces_dir))
+        if key not in self._faceless:
+            scored, _ = read_video_list(Path(faces_dir))
+            if scored is None or "split" not in scored:
+                self._faceless[key] = None
+            else:
+                listed = scored[scored["split"] == stage]
+                self._faceless[key] = listed[~listed["video_id"].isin(set(video_ids))]
+        return self._faceless[key]
 
     def _video_ids_for(self, stage: str) -> np.ndarray | None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -174,6 +242,8 @@ class DeepfakeDetector(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
+        if self.data_fingerprint is not None:
+            checkpoint["data_fingerprint"] = self.data_fingerprint
 
     def embed(self, images: Tensor) -> Tensor:
         """Pooled backbone embedding (the features the head sees)."""

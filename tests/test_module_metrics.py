@@ -1,0 +1,143 @@
+"""Epoch metrics of the LightningModule: what checkpoint selection sees.
+
+A one-class split must not yield a stand-in 0.5 ROC-AUC, and the video metrics must count the
+split's face-less videos at 0.5 exactly as evaluation does (failed inputs left out).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from deepfake_exp.evaluation.aggregate import aggregate_video_scores
+from deepfake_exp.evaluation.metrics import binary_metrics
+from deepfake_exp.models.module import UndefinedMetricWarning
+from tests.conftest import compose_config
+from tests.test_sweeps import TINY_VIT
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from deepfake_exp.models.module import DeepfakeDetector
+
+    return DeepfakeDetector(instantiate(compose_config("train", TINY_VIT).model))
+
+
+def _attach(module, datamodule=None) -> None:
+    module.trainer = SimpleNamespace(datamodule=datamodule, sanity_checking=False, world_size=1)
+    module._faceless.clear()
+    module._warned.clear()
+
+
+def _predictions(labels: list[int], probs: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"index": range(len(labels)), "label": labels, "prob": probs})
+
+
+def test_one_class_val_auc_is_left_out_with_a_warning_not_logged_as_half(detector) -> None:
+    _attach(detector)
+    frame = _predictions([1, 1, 1, 1], [0.2, 0.9, 0.6, 0.7])
+    with pytest.warns(UndefinedMetricWarning, match=r"val/auc is undefined.*0 real, 4 fake"):
+        logged = detector.stage_metrics("val", frame)
+    assert "val/auc" not in logged
+    assert logged["val/acc"] == pytest.approx(0.75)  # defined metrics still logged
+    assert all(np.isfinite(v) for v in logged.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, not every epoch
+        detector.stage_metrics("val", frame)
+
+
+def test_epoch_end_logs_no_undefined_metric(detector, monkeypatch) -> None:
+    _attach(detector)
+    calls: list[dict] = []
+    monkeypatch.setattr(detector, "log_dict", lambda values, **_: calls.append(values))
+    detector._outputs["test"] = [
+        {
+            "index": torch.arange(3),
+            "label": torch.zeros(3, dtype=torch.long),
+            "prob": torch.tensor([0.1, 0.4, 0.7]),
+        }
+    ]
+    with pytest.warns(UndefinedMetricWarning, match="test/auc is undefined"):
+        detector.on_test_epoch_end()
+    (logged,) = calls
+    assert set(logged) == {"test/acc", "test/log_loss"}
+
+
+def _faces_folder(root: Path) -> tuple[Path, pd.DataFrame]:
+    """A video list with two extracted val videos, one face-less, one missing, one train."""
+    videos = pd.DataFrame(
+        {
+            "video_id": ["a", "b", "c", "d", "e"],
+            "label": [0, 1, 1, 0, 1],
+            "group": ["g1", "g2", "g3", "g4", "g5"],
+            "split": ["val", "val", "val", "val", "train"],
+            "source": "synthetic",
+            "status": ["ok", "ok", "failed", "failed", "ok"],
+            "num_faces": [2, 2, 0, 0, 1],
+        }
+    )
+    videos.to_csv(root / "videos.csv", index=False)
+    failures = pd.DataFrame(
+        {
+            "video_id": ["c", "d"],
+            "path": ["c.mp4", "d.mp4"],
+            "label": [1, 0],
+            "reason": ["no_face", "missing_file"],
+            "detail": ["", ""],
+        }
+    )
+    failures.to_csv(root / "failures.csv", index=False)
+    faces = pd.DataFrame({"video_id": ["a", "a", "b", "b"], "label": [0, 0, 1, 1]})
+    return root, faces
+
+
+def test_val_video_metrics_count_faceless_videos_at_half_and_leave_failed_out(
+    detector, tmp_path
+) -> None:
+    faces_dir, faces = _faces_folder(tmp_path)
+    datamodule = SimpleNamespace(
+        faces_dir=faces_dir, datasets={"val": SimpleNamespace(frame=faces)}
+    )
+    _attach(detector, datamodule)
+    frame = _predictions([0, 0, 1, 1], [0.5, 0.7, 0.8, 0.6])
+    logged = detector.stage_metrics("val", frame)
+    # what evaluation scores: a, b by their faces, c (no face) at 0.5; d (missing) left out
+    expected = binary_metrics([0, 1, 1], [0.6, 0.7, 0.5])
+    assert logged["val/video_log_loss"] == pytest.approx(expected["log_loss"])
+    assert logged["val/video_acc"] == pytest.approx(expected["accuracy"])
+    assert logged["val/video_auc"] == pytest.approx(expected["roc_auc"]) == 0.5  # 1.0 without c
+    without_c = aggregate_video_scores(frame.assign(video_id=["a", "a", "b", "b"]))
+    assert logged["val/video_log_loss"] != pytest.approx(
+        binary_metrics(without_c["label"], without_c["prob"])["log_loss"]
+    )
+
+
+def test_only_videos_absent_from_the_dataset_are_added(detector, tmp_path) -> None:
+    """A partial epoch (limit_val_batches) must not turn unpredicted faces into 0.5 scores."""
+    faces_dir, faces = _faces_folder(tmp_path)
+    datamodule = SimpleNamespace(
+        faces_dir=faces_dir, datasets={"val": SimpleNamespace(frame=faces)}
+    )
+    _attach(detector, datamodule)
+    partial = _predictions([0, 0], [0.1, 0.3])  # only video a's faces were predicted
+    logged = detector.stage_metrics("val", partial)
+    expected = binary_metrics([0, 1], [0.2, 0.5])  # a and c; b is not invented
+    assert logged["val/video_log_loss"] == pytest.approx(expected["log_loss"])
+
+
+def test_data_fingerprint_is_saved_in_the_checkpoint(detector) -> None:
+    checkpoint: dict = {}
+    detector.data_fingerprint = None
+    detector.on_save_checkpoint(checkpoint)
+    assert "data_fingerprint" not in checkpoint
+    detector.data_fingerprint = {"manifest_sha256": "abc", "splits_sha256": "def"}
+    detector.on_save_checkpoint(checkpoint)
+    assert checkpoint["data_fingerprint"] == {"manifest_sha256": "abc", "splits_sha256": "def"}
+    detector.data_fingerprint = None
