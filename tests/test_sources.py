@@ -6,6 +6,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -18,6 +19,8 @@ from deepfake_exp.data.sources.dfdc import DFDCSource
 from deepfake_exp.data.sources.faceforensics import FaceForensicsSource
 from deepfake_exp.data.sources.faces140k import Faces140kSource
 from deepfake_exp.data.sources.image_folder import ImageFolderSource
+from deepfake_exp.data.split_report import split_report
+from deepfake_exp.data.splits import assign_splits
 from tests.fixtures_layouts import (
     FF_PAIRS,
     write_celebdf,
@@ -27,6 +30,7 @@ from tests.fixtures_layouts import (
     write_faceforensics,
     write_faces140k,
     write_image_tree,
+    write_video,
 )
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
@@ -86,6 +90,76 @@ def test_dfdc_reads_every_part_and_groups_fakes_with_their_original(tmp_path, of
         assert {r.group for r in fakes} == {records[f"{part}/aaa.mp4"].group}
     assert records["dfdc_train_part_0/aaa.mp4"].group != records["dfdc_train_part_1/aaa.mp4"].group
     assert {r.split for r in records.values()} == ({"train"} if official else {None})
+    assert {r.identities for r in records.values()} == {()}  # DFDC names no people
+
+
+BROKEN_PARTS = {
+    "part_ok": '{"aaa.mp4": {"label": "REAL"}, "bbb.mp4": {"label": "FAKE", "original": "aaa.mp4"}}',
+    "part_bad_json": '{"ccc.mp4": {"label": "REAL"},',
+    "part_bad_label": '{"ddd.mp4": {"label": "MAYBE"}, "eee.mp4": {"label": "REAL"}}',
+    # a repeated key that would flip REAL to FAKE, and two spellings of one path
+    "part_dupes": '{"fff.mp4": {"label": "REAL"}, "fff.mp4": {"label": "FAKE"}, '
+    '"./ggg.mp4": {"label": "REAL"}, "ggg.mp4": {"label": "REAL"}, "hhh.mp4": {"label": "REAL"}}',
+}
+
+
+def write_broken_dfdc(root: Path) -> Path:
+    for part, text in BROKEN_PARTS.items():
+        for name in ("aaa", "bbb", "ccc", "ddd", "eee", "fff", "ggg", "hhh"):
+            if f'"{name}.mp4"' in text or f'"./{name}.mp4"' in text:
+                write_video(root / part / f"{name}.mp4")
+        (root / part / "metadata.json").write_text(text)
+    return root
+
+
+def test_dfdc_metadata_problems_become_rows_and_the_rest_is_read(tmp_path):
+    root = write_broken_dfdc(tmp_path / "dfdc")
+    source = DFDCSource("dfdc", root)
+    records = source.records()
+    assert sorted(r.video_id for r in records) == [
+        "part_bad_label/eee.mp4", "part_dupes/ggg.mp4", "part_dupes/hhh.mp4",
+        "part_ok/aaa.mp4", "part_ok/bbb.mp4",
+    ]  # fmt: skip
+    assert records.problems == source.problems
+    assert sorted((p["video_id"], p["reason"]) for p in source.problems) == [
+        ("part_bad_json/metadata.json", "bad_metadata"),
+        ("part_bad_label/ddd.mp4", "bad_label"),
+        ("part_dupes/fff.mp4", "duplicate"),
+        ("part_dupes/fff.mp4", "duplicate"),
+        ("part_dupes/ggg.mp4", "duplicate"),
+    ]
+    rows = {(p["video_id"], p["reason"]): p for p in source.problems}
+    bad_json = rows[("part_bad_json/metadata.json", "bad_metadata")]
+    assert "part_bad_json/metadata.json" in bad_json["detail"] and "JSON" in bad_json["detail"]
+    bad_label = rows[("part_bad_label/ddd.mp4", "bad_label")]["detail"]
+    assert "part_bad_label/metadata.json" in bad_label and "'ddd.mp4'" in bad_label
+    assert "MAYBE" in bad_label
+    flipped = [p for p in source.problems if p["video_id"] == "part_dupes/fff.mp4"]
+    assert {p["label"] for p in flipped} == {REAL, FAKE}  # conflicting: both rows, none used
+    assert all("disagree" in p["detail"] for p in flipped)
+    spelled = rows[("part_dupes/ggg.mp4", "duplicate")]["detail"]
+    assert "'./ggg.mp4'" in spelled and "'ggg.mp4'" in spelled and "first was used" in spelled
+
+
+def test_dfdc_problems_land_in_failures_csv(tmp_path):
+    from deepfake_exp.faces.extract import FAILURE_COLUMNS, merge_parts
+
+    root = write_broken_dfdc(tmp_path / "dfdc")
+    records = DFDCSource("dfdc", root).records()
+    out = tmp_path / "faces"
+    merge_parts(out, records, split_ratios=(1.0, 0.0, 0.0))
+    failures = pd.read_csv(out / "failures.csv")
+    assert list(failures.columns) == FAILURE_COLUMNS
+    assert Counter(failures["reason"]) == {"bad_metadata": 1, "bad_label": 1, "duplicate": 3}
+    videos = pd.read_csv(out / "videos.csv")
+    assert len(videos) == len(records) == 5
+
+
+def test_dfdc_with_no_usable_metadata_fails_naming_the_file(tmp_path):
+    (tmp_path / "dfdc" / "p").mkdir(parents=True)
+    (tmp_path / "dfdc" / "p" / "metadata.json").write_text("not json")
+    with pytest.raises(ValueError, match=r"no usable entry.*p/metadata\.json"):
+        DFDCSource("dfdc", tmp_path / "dfdc").records()
 
 
 # --- FaceForensics++ -----------------------------------------------------------------------
@@ -121,6 +195,8 @@ def test_faceforensics_groups_pairs_and_keeps_their_official_split(ff_root):
                 assert fake.original == f"original/{a}.mp4" and fake.original in ids
     assert len(groups) == n_pairs
     assert (ids["original/006.mp4"].group, ids["original/006.mp4"].split) == ("006", None)
+    assert ids["Deepfakes/000_001.mp4"].identities == ("000", "001")
+    assert ids["original/001.mp4"].identities == ("001",)
 
 
 @pytest.mark.parametrize("split_dir", ["splits", "."])
@@ -184,9 +260,10 @@ CELEB_TEST = [
 ]
 
 
-def test_celebdf_labels_groups_and_official_test_list(tmp_path):
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_celebdf_labels_groups_and_official_test_list(tmp_path, share):
     root = write_celebdf(tmp_path / "celebdf", CELEB_VIDEOS, CELEB_TEST)
-    records = CelebDFSource("celebdf", root).records()
+    records = CelebDFSource("celebdf", root, max_component_share=share).records()
     assert_well_formed(records, root, "celebdf")
     ids = by_id(records)
 
@@ -198,14 +275,58 @@ def test_celebdf_labels_groups_and_official_test_list(tmp_path):
     assert {vid: int(ids[vid].label == REAL) for vid in listed} == listed
     assert {vid for vid, r in ids.items() if r.split == "test"} == set(listed)
     assert {r.split for vid, r in ids.items() if vid not in listed} == {None}
+    assert not records.problems
 
+    assert ids["Celeb-synthesis/id0_id1_0001.mp4"].identities == ("id0", "id1")
+    assert ids["Celeb-real/id0_0000.mp4"].identities == ("id0",)
+    assert ids["YouTube-real/00000.mp4"].identities == ()
     assert ids["Celeb-synthesis/id0_id1_0001.mp4"].group == ids["Celeb-real/id0_0000.mp4"].group
     assert ids["Celeb-synthesis/id0_id1_0001.mp4"].original == "Celeb-real/id0_0001.mp4"
     assert ids["Celeb-synthesis/id1_id0_0000.mp4"].group == ids["Celeb-real/id1_0000.mp4"].group
-    assert ids["Celeb-synthesis/id2_id0_0000.mp4"].group == "id2"
-    assert ids["Celeb-real/id0_0000.mp4"].group != ids["Celeb-real/id1_0000.mp4"].group
+    if share == 1.0:
+        # id0 and id1 swap faces (and id2 takes id0's): one person in any of them joins them
+        celeb = {r.group for vid, r in ids.items() if vid.startswith("Celeb-")}
+        assert celeb == {"id0_id1_id2"}
+    else:
+        # that component holds 7 of 9 videos, too large to keep whole: per-target groups
+        assert ids["Celeb-synthesis/id2_id0_0000.mp4"].group == "id2"
+        assert ids["Celeb-real/id0_0000.mp4"].group != ids["Celeb-real/id1_0000.mp4"].group
     assert ids["YouTube-real/00000.mp4"].group != ids["YouTube-real/00001.mp4"].group
     assert ids["Celeb-real/id0_0000.mp4"].original is None
+
+
+# Swaps inside pairs of celebrities (id0<->id1, id2<->id3): small components, kept whole.
+CELEB_PAIRED = [f"Celeb-real/{i}_0000.mp4" for i in ("id0", "id1", "id2", "id3", "id4")] + [
+    "Celeb-synthesis/id0_id1_0000.mp4",
+    "Celeb-synthesis/id1_id0_0000.mp4",
+    "Celeb-synthesis/id2_id3_0000.mp4",
+    "YouTube-real/00000.mp4",
+]
+
+
+def test_celebdf_small_components_join_target_and_source(tmp_path):
+    root = write_celebdf(tmp_path / "celebdf", CELEB_PAIRED)
+    records = CelebDFSource("celebdf", root, test_list=None).records()
+    groups = {r.video_id: r.group for r in records}
+    assert groups["Celeb-real/id0_0000.mp4"] == groups["Celeb-real/id1_0000.mp4"] == "id0_id1"
+    assert groups["Celeb-synthesis/id2_id3_0000.mp4"] == groups["Celeb-real/id3_0000.mp4"]
+    assert groups["Celeb-real/id3_0000.mp4"] == "id2_id3"
+    assert groups["Celeb-real/id4_0000.mp4"] == "id4"
+    split_of = assign_splits(records, "group", (0.5, 0.25, 0.25), seed=0)
+    report = split_report(records, split_of)
+    assert report["identity_disjoint"] is True
+
+
+def test_celebdf_cross_swaps_keep_the_protocol_and_measure_the_leak(tmp_path):
+    root = write_celebdf(tmp_path / "celebdf", CELEB_VIDEOS, CELEB_TEST)
+    records = CelebDFSource("celebdf", root).records()
+    split_of = assign_splits(records, "group", (0.7, 0.15, 0.15), seed=0)
+    # The official test list is kept: id1's videos are listed, id0's are not.
+    assert split_of["Celeb-synthesis/id1_id0_0000.mp4"] == "test"
+    assert split_of["Celeb-real/id0_0000.mp4"] != "test"
+    report = split_report(records, split_of)
+    assert report["identity_disjoint"] is False
+    assert report["splits"]["test"]["shared_identities_with_train"] >= 1  # id0 is in both
 
 
 def test_celebdf_test_list_with_flipped_convention_fails(tmp_path):
@@ -214,11 +335,22 @@ def test_celebdf_test_list_with_flipped_convention_fails(tmp_path):
         CelebDFSource("celebdf", root).records()
 
 
-def test_celebdf_malformed_test_list_names_the_line(tmp_path):
-    root = write_celebdf(tmp_path / "celebdf", CELEB_VIDEOS[:1])
-    (root / "List_of_testing_videos.txt").write_text("1 Celeb-real/id0_0000.mp4\nREAL x.mp4\n")
-    with pytest.raises(ValueError, match="line 2"):
-        CelebDFSource("celebdf", root).records()
+def test_celebdf_bad_test_list_lines_become_rows(tmp_path):
+    root = write_celebdf(tmp_path / "celebdf", CELEB_VIDEOS[:3])
+    (root / "List_of_testing_videos.txt").write_text(
+        "1 Celeb-real/id0_0000.mp4\nREAL x.mp4\n1 ./Celeb-real/id0_0000.mp4\n"
+        "0 Celeb-real/id1_0000.mp4\n"  # contradicts its folder: left out
+    )
+    source = CelebDFSource("celebdf", root)
+    records = by_id(source.records())
+    assert sorted(records) == ["Celeb-real/id0_0000.mp4", "Celeb-real/id0_0001.mp4"]
+    assert records["Celeb-real/id0_0000.mp4"].split == "test"
+    rows = {p["reason"]: p for p in source.problems}
+    assert sorted(rows) == ["bad_label", "bad_metadata", "duplicate"]
+    assert "List_of_testing_videos.txt, line 2" in rows["bad_metadata"]["detail"]
+    assert "line 3" in rows["duplicate"]["detail"] and "line 1" in rows["duplicate"]["detail"]
+    assert rows["bad_label"]["video_id"] == "Celeb-real/id1_0000.mp4"
+    assert "1 = real" in rows["bad_label"]["detail"]
 
 
 # --- Image folders -------------------------------------------------------------------------
@@ -278,6 +410,31 @@ def test_image_folder_bad_csv_fails_clearly(tmp_path, header, row, message):
     write_csv(tmp_path / "img" / "list.csv", header, [row])
     with pytest.raises(ValueError, match=message):
         ImageFolderSource("img", tmp_path / "img", csv="list.csv").records()
+
+
+def test_image_folder_csv_bad_rows_become_rows_and_the_rest_is_read(tmp_path):
+    root = write_image_tree(tmp_path / "img", ["a.png", "b.png", "c.png", "d.png"])
+    rows = [
+        ("a.png", "real", "train"),
+        ("b.png", "maybe", "train"),
+        ("c.png", "fake", "holdout"),
+        ("./a.png", "real", "train"),  # the same file again, same label
+        ("d.png", "real", ""),
+        ("d.png", "fake", ""),  # the same file with another label
+        ("", "real", ""),
+    ]
+    write_csv(root / "list.csv", ["path", "label", "split"], rows)
+    source = ImageFolderSource("img", root, csv="list.csv")
+    assert [r.video_id for r in source.records()] == ["a.png"]
+    got = sorted((p["video_id"], p["reason"]) for p in source.problems)
+    assert got == [
+        ("a.png", "duplicate"), ("b.png", "bad_label"), ("c.png", "bad_metadata"),
+        ("d.png", "duplicate"), ("d.png", "duplicate"), ("list.csv:8", "bad_metadata"),
+    ]  # fmt: skip
+    details = {p["video_id"]: p["detail"] for p in source.problems}
+    assert "list.csv, line 3" in details["b.png"] and "unknown label" in details["b.png"]
+    assert "list.csv, line 4" in details["c.png"] and "unknown split" in details["c.png"]
+    assert "empty path" in details["list.csv:8"]
 
 
 def test_image_folder_without_class_folders_fails(tmp_path):
@@ -371,6 +528,18 @@ def test_faces140k_contradictory_or_numeric_only_labels(tmp_path):
         Faces140kSource("faces140k", root).records()
     write_csv(root / "train.csv", ["id", "label", "path"], [("a.jpg", 1, "train/real/a.jpg")])
     assert [r.label for r in Faces140kSource("faces140k", root).records()] == [REAL]
+    # One contradicting row among good ones is a bad_label row; the others are read.
+    rows = [
+        (0, "a.jpg", 0, "real", "train/real/a.jpg"),
+        (1, "b.jpg", 0, "fake", "train/fake/b.jpg"),
+    ]
+    write_csv(root / "train.csv", header, rows)
+    source = Faces140kSource("faces140k", root)
+    assert [r.video_id for r in source.records()] == ["train/fake/b.jpg"]
+    assert [(p["video_id"], p["reason"]) for p in source.problems] == [
+        ("train/real/a.jpg", "bad_label")
+    ]
+    assert "train.csv, line 2" in source.problems[0]["detail"]
 
 
 # --- configs and missing roots -------------------------------------------------------------

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from deepfake_exp.data.records import FAKE, REAL, VIDEO_EXTENSIONS, MediaRecord
 from deepfake_exp.data.sources.base import Source
 from deepfake_exp.data.sources.image_folder import list_media
+from deepfake_exp.data.splits import connected_groups
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +76,6 @@ def official_splits(split_dir: Path) -> tuple[dict[str, str], list[tuple[str, st
     return split_of, all_pairs
 
 
-def connected_groups(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Union-find: ``id -> group name`` where linked ids share a group (sorted members, ``_``)."""
-    parent = {i: i for i in ids}
-
-    def find(i: str) -> str:
-        parent.setdefault(i, i)
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in links:
-        root_a, root_b = find(a), find(b)
-        if root_a != root_b:
-            parent[max(root_a, root_b)] = min(root_a, root_b)
-    members: dict[str, list[str]] = {}
-    for i in list(parent):
-        members.setdefault(find(i), []).append(i)
-    return {i: "_".join(sorted(group)) for group in members.values() for i in group}
-
-
 class FaceForensicsSource(Source):
     """Reads the originals and the chosen methods at one compression level.
 
@@ -108,6 +88,11 @@ class FaceForensicsSource(Source):
             ``None`` looks in ``root/splits`` then ``root``. Without the files every split is
             ``None`` and the split policy decides.
     """
+
+    identity_note = (
+        "each YouTube original is one identity; a fake shows its target and source, and groups "
+        "are connected components of both (the official pairs)"
+    )
 
     def __init__(
         self,
@@ -177,6 +162,7 @@ class FaceForensicsSource(Source):
                     original=f"original/{target}{path.suffix}" if label == FAKE else None,
                     split=self._split(split_of, target, source, path),
                     source=self.name,
+                    identities=(target,) if label == REAL else (target, source),
                 )
             )
         if split_dir and (unlisted := sum(r.split is None for r in records)):

@@ -17,10 +17,10 @@ from pathlib import Path
 from deepfake_exp.data.records import FAKE, IMAGE_EXTENSIONS, REAL, MediaRecord, parse_label
 from deepfake_exp.data.sources.base import Source
 from deepfake_exp.data.sources.image_folder import (
+    csv_records,
     folder_label,
     list_media,
     normalise_split,
-    read_csv_rows,
     relative_id,
     subfolders,
 )
@@ -119,16 +119,8 @@ class Faces140kSource(Source):
         return records
 
     def _scan_csv(self, csv_path: Path, split: str | None) -> list[MediaRecord]:
-        records = []
-        for line, row in enumerate(read_csv_rows(csv_path, ("path",)), start=2):
-            try:
-                label = csv_label(row)
-            except ValueError as err:
-                raise ValueError(f"{csv_path}, line {line}: {err}") from err
-            if not row["path"]:
-                raise ValueError(f"{csv_path}, line {line}: empty path")
+        def make(row: dict[str, str], label: int) -> MediaRecord:
             relative = Path(row["path"])
-            records.append(
-                self._record(relative.as_posix(), self.image_dir / relative, label, split)
-            )
-        return records
+            return self._record(relative.as_posix(), self.image_dir / relative, label, split)
+
+        return csv_records(self, csv_path, ("path",), csv_label, make)

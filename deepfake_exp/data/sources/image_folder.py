@@ -85,6 +85,41 @@ def read_csv_rows(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
         ]
 
 
+def csv_records(
+    source: Source,
+    csv_path: Path,
+    required: Iterable[str],
+    label_of: Callable[[dict[str, str]], int],
+    make: Callable[[dict[str, str], int], MediaRecord],
+) -> list[MediaRecord]:
+    """Records of a label CSV, one per row; a bad row is a problem of ``source``, not a crash.
+
+    A row whose ``label_of`` fails is ``bad_label``, one with an empty path or whose ``make``
+    fails (e.g. an unknown split) ``bad_metadata``, and a path listed twice ``duplicate``
+    (see ``Source.unique``); the other rows are read. A file with no usable row at all still
+    fails, since then the file itself is wrong (e.g. written with the other label convention).
+    """
+    listed, bad = [], []
+    rows = read_csv_rows(csv_path, required)
+    for line, row in enumerate(rows, start=2):
+        where = f"{csv_path}, line {line}"
+        video_id = Path(row["path"]).as_posix() if row.get("path") else f"{csv_path.name}:{line}"
+        try:
+            if not row.get("path"):
+                raise ValueError("empty path")
+            reason = "bad_label"
+            label = label_of(row)
+            reason = "bad_metadata"
+            listed.append((make(row, label), where))
+        except ValueError as err:
+            bad.append((video_id, reason, f"{where}: {err}"))
+    if rows and not listed:
+        raise ValueError(f"{csv_path}: no usable row; first problem: {bad[0][2]}")
+    for video_id, reason, detail in bad:
+        source.problem(video_id, csv_path, reason, detail)
+    return source.unique(listed)
+
+
 def scan_split_or_class_folders(
     root: Path, class_label: Callable[[str], int | None]
 ) -> list[tuple[str | None, Path]]:
@@ -186,19 +221,14 @@ class ImageFolderSource(Source):
             raise FileNotFoundError(
                 f"dataset '{self.name}': CSV {csv_path} does not exist (set dataset.csv=…)"
             )
-        records = []
-        for line, row in enumerate(read_csv_rows(csv_path, ("path", "label")), start=2):
-            try:
-                label = parse_label(row["label"])
-                split = normalise_split(row.get("split"))
-            except ValueError as err:
-                raise ValueError(f"{csv_path}, line {line}: {err}") from err
-            if not row["path"]:
-                raise ValueError(f"{csv_path}, line {line}: empty path")
+
+        def make(row: dict[str, str], label: int) -> MediaRecord:
             relative = Path(row["path"])
-            records.append(
-                self._record(
-                    relative.as_posix(), self.root / relative, label, split, row.get("group", "")
-                )
+            split = normalise_split(row.get("split"))
+            return self._record(
+                relative.as_posix(), self.root / relative, label, split, row.get("group", "")
             )
-        return records
+
+        return csv_records(
+            self, csv_path, ("path", "label"), lambda r: parse_label(r["label"]), make
+        )
