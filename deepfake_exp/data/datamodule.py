@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from deepfake_exp.data.transforms import Augmentation, Transform
+from deepfake_exp.faces.extract import read_extraction_settings
 
 MANIFEST = "manifest.csv"
 VIDEOS = "videos.csv"
@@ -37,6 +40,19 @@ def read_videos(faces_dir: str | Path) -> pd.DataFrame | None:
     """All videos of the dataset (face-less ones too), if preprocessing wrote the list."""
     path = Path(faces_dir) / VIDEOS
     return pd.read_csv(path, dtype={"video_id": str, "group": str}) if path.is_file() else None
+
+
+def select_sample(frame: pd.DataFrame, train: bool) -> pd.DataFrame:
+    """The faces of the training sample (``train``) or of the label-independent eval sample.
+
+    Per-class frame counts balance training only; validation, test and cross-dataset
+    evaluation score every video on the same ``num_frames`` frames (``eval_frame``), the
+    frames ``predict`` samples too. Manifests made before these columns keep every face.
+    """
+    column = "train_frame" if train else "eval_frame"
+    if column not in frame.columns:
+        return frame
+    return frame[frame[column].astype(bool)]
 
 
 def cap_faces_per_video(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFrame:
@@ -81,6 +97,9 @@ class FaceDataset(Dataset):
 class FaceDataModule(pl.LightningDataModule):
     """Train/val/test face datasets from a manifest, transforms from the augmentation option.
 
+    Train serves the faces of each train video's training sample (per-class frame counts);
+    val and test serve the label-independent evaluation sample (``select_sample``).
+
     Args:
         faces_dir: Preprocessing output folder holding ``manifest.csv``.
         augmentation: Builds the train and eval transforms (sized for the model).
@@ -111,9 +130,19 @@ class FaceDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.datasets: dict[str, FaceDataset] = {}
 
+    @cached_property
+    def extraction_settings(self) -> dict[str, Any] | None:
+        """The settings the crops were made with (``extraction.json``; ``None``: not recorded).
+
+        Crop size, margin, format and frame sampling of the data actually trained on: what a
+        run should record and ``predict`` reproduce, whatever the config says now.
+        """
+        return read_extraction_settings(self.faces_dir)
+
     def split_frame(self, split: str) -> pd.DataFrame:
+        """Manifest rows of ``split``: its sample (train or eval), capped per video."""
         manifest = read_manifest(self.faces_dir)
-        frame = manifest[manifest["split"] == split]
+        frame = select_sample(manifest[manifest["split"] == split], train=split == "train")
         return cap_faces_per_video(frame, self.max_faces_per_video)
 
     def dataset(self, split: str) -> FaceDataset:

@@ -1,9 +1,15 @@
 """The extraction runner: records -> sampled frames -> faces -> crops + manifest + failures.
 
-Every video's result (its crops and one small CSV, or a failure note) is written atomically
-under ``parts/`` before the next video starts, so an interrupted run loses at most the video
-in flight and a re-run skips what is done. ``merge`` then assembles ``manifest.csv``,
-``videos.csv`` and ``failures.csv`` from the parts, assigning splits.
+Every video's result (its crops, one small CSV and its ``.meta.json``, or a failure note) is
+written atomically under ``parts/`` before the next video starts, so an interrupted run loses
+at most the video in flight and a re-run skips what is done. Done means done *with these
+settings*: each part carries a stamp of everything its crops depend on (the extraction and
+detector settings, the dataset generator's settings, the source file's size and mtime, the
+label), and a part whose stamp differs is extracted again, or, with
+``extraction.on_mismatch=error``, refused with the differing keys. ``merge`` then assembles
+``manifest.csv``, ``videos.csv`` and ``failures.csv`` from the parts, assigning splits, and
+``extraction.json`` beside them records the settings the crops were made with: training and
+``predict`` read them back with ``read_extraction_settings``.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import cv2
 import pandas as pd
@@ -24,7 +32,13 @@ from tqdm.auto import tqdm
 from deepfake_exp.data.records import LABEL_NAMES, MediaRecord
 from deepfake_exp.data.split_report import format_split_report, split_report
 from deepfake_exp.data.splits import assign_splits, check_both_classes, leaked_groups
-from deepfake_exp.data.video import DecodedFrames, MediaReadError, read_media
+from deepfake_exp.data.video import (
+    DecodedFrames,
+    MediaReadError,
+    read_media,
+    sample_frame_indices,
+    video_seed,
+)
 from deepfake_exp.faces.crop import crop_face
 from deepfake_exp.faces.detectors import FaceDetector
 from deepfake_exp.utils.io import atomic_write, write_csv, write_json
@@ -33,18 +47,66 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = [
     "video_id", "frame", "face_index", "face_path", "label", "group", "original", "split",
-    "source", "x1", "y1", "x2", "y2", "prob",
+    "source", "x1", "y1", "x2", "y2", "prob", "eval_frame", "train_frame",
 ]  # fmt: skip
 FAILURE_COLUMNS = ["video_id", "path", "label", "reason", "detail"]
+# Per-video frame accounting kept in each part (a truncated file decodes fewer than expected).
+FRAME_COLUMNS = ["total_frames", "expected_frames", "decoded_frames", "truncated"]
+EXTRACTION_FILE = "extraction.json"
+SETTINGS_DIR = "settings"  # parts/settings/<sha>.json: every settings set parts were made with
+STRATEGIES = ("even", "every_k", "random")
+IMAGE_FORMATS = ("jpg", "png")
+ON_MISMATCH = ("reextract", "error")
+# Keys that change how fast extraction runs, never what it writes: left out of the fingerprint
+# so a run resumed with more threads or on a GPU reuses the crops.
+EXTRACTION_RUNTIME_KEYS = frozenset({"num_workers", "on_mismatch"})
+DETECTOR_RUNTIME_KEYS = frozenset({"device", "batch_size", "pnet_batch", "num_threads"})
 
 
 class NoUsableVideosError(RuntimeError):
     """Every input failed: the run has nothing to train on."""
 
 
+class ExtractionMismatchError(RuntimeError):
+    """Parts in the output folder were made with other settings or from changed source files."""
+
+
 @dataclass
 class ExtractionConfig:
-    """How frames are sampled and faces cropped (the ``preprocess`` block of the config)."""
+    """How frames are sampled and faces cropped (the ``extraction`` block of the config).
+
+    Frame samples. Every video gets the *evaluation sample*: ``num_frames`` frames chosen by
+    ``strategy`` whatever its label, so val/test scores (and ``predict``'s, which samples the
+    same way) never depend on the ground truth. ``num_frames_real``/``num_frames_fake``
+    (York: 40 per REAL, 8 per FAKE video) balance the classes of *training* only: they size a
+    video's *training sample*. Splits are assigned after extraction (at merge, and a new split
+    seed must not need new crops), so each video is extracted with the union of both samples
+    and every manifest row says whether it is an ``eval_frame`` and/or a ``train_frame``; the
+    datamodule trains on the ``train_frame`` faces of train videos and validates and tests on
+    ``eval_frame`` faces only. Without per-class counts both samples are the same frames; with
+    them, val/test videos of the larger class decode a few frames nobody uses.
+    ``strategy=random`` draws each video's frames with ``video_seed(seed, video_id)``.
+
+    Every field except ``num_workers`` and ``on_mismatch`` is part of the cache fingerprint.
+
+    Args:
+        num_frames: Evaluation sample: frames per video (``every_k``: at most this many,
+            0 = all).
+        num_frames_real: Training sample of a REAL video (``None``: ``num_frames``).
+        num_frames_fake: Training sample of a FAKE video (``None``: ``num_frames``).
+        strategy: ``even`` (linspace over the whole video), ``every_k`` or ``random``.
+        every_k: Step of ``every_k``.
+        margin: Square crop side = max(w, h) * (1 + margin).
+        crop_size: Side of the saved crops in pixels.
+        image_format: ``jpg`` or ``png``; one spelling each, since ``predict`` redoes the
+            JPEG round trip only for ``jpg``.
+        jpeg_quality: JPEG quality (1-100).
+        num_workers: Decoding threads running ahead of detection.
+        seed: Seed of ``random`` sampling, hashed with each ``video_id``.
+        on_mismatch: What to do with parts made with other settings or from a changed source
+            file: ``reextract`` them (their old crops are removed first) or ``error``: refuse,
+            naming the differing keys.
+    """
 
     num_frames: int = 8
     num_frames_real: int | None = None
@@ -57,11 +119,56 @@ class ExtractionConfig:
     jpeg_quality: int = 95
     num_workers: int = 2
     seed: int = 0
+    on_mismatch: str = "reextract"
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}={value!r}: use one of {', '.join(choices)}"
+            for name, value, choices in (
+                ("strategy", self.strategy, STRATEGIES),
+                ("image_format", self.image_format, IMAGE_FORMATS),
+                ("on_mismatch", self.on_mismatch, ON_MISMATCH),
+            )
+            if value not in choices
+        ]
+        ranges = (
+            ("num_frames", self.num_frames, 0 if self.strategy == "every_k" else 1, None),
+            ("num_frames_real", self.num_frames_real, 1, None),
+            ("num_frames_fake", self.num_frames_fake, 1, None),
+            ("every_k", self.every_k, 1, None),
+            ("margin", self.margin, 0, None),
+            ("crop_size", self.crop_size, 1, None),
+            ("jpeg_quality", self.jpeg_quality, 1, 100),
+            ("num_workers", self.num_workers, 0, None),
+        )
+        for name, value, low, high in ranges:
+            if value is not None and not (low <= value and (high is None or value <= high)):
+                bound = f">= {low}" + (f" and <= {high}" if high is not None else "")
+                problems.append(f"{name}={value!r} must be {bound}")
+        if problems:
+            raise ValueError("invalid extraction settings: " + "; ".join(problems))
 
     def frames_for(self, label: int) -> int:
-        """Per-class frame counts balance classes (York: 40 per REAL, 8 per FAKE video)."""
+        """Training sample of a video of ``label`` (York: 40 per REAL, 8 per FAKE video)."""
         per_class = {0: self.num_frames_real, 1: self.num_frames_fake}[label]
         return per_class if per_class else self.num_frames
+
+    def sample_counts(self, label: int) -> list[int]:
+        """Frame counts a video of ``label`` is extracted with: its eval and training samples."""
+        return sorted({self.num_frames, self.frames_for(label)})
+
+    def settings(self) -> dict[str, Any]:
+        """The fields the crops depend on (not ``num_workers``/``on_mismatch``)."""
+        return {k: v for k, v in asdict(self).items() if k not in EXTRACTION_RUNTIME_KEYS}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> ExtractionConfig:
+        """The config recorded in ``extraction.json`` (its other keys, e.g. ``detector``, ignored).
+
+        Builds it without ``instantiate``: a stored block names no code to run.
+        """
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in settings.items() if k in names}, **overrides})
 
 
 @dataclass
@@ -70,14 +177,142 @@ class ExtractionSummary:
 
     videos: int = 0
     skipped_done: int = 0
+    reextracted: int = 0
     processed: int = 0
     frames: int = 0
     frames_without_face: int = 0
     faces: int = 0
+    truncated: int = 0
     failures: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "failures": dict(self.failures)}
+
+
+def _sha256(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plain(data: Any) -> Any:
+    """``data`` as JSON gives it back (tuples become lists), so stored and fresh values compare."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def detector_settings(detector: FaceDetector | Mapping[str, Any]) -> dict[str, Any]:
+    """What a detector's output depends on: its config without runtime keys, or its class."""
+    if isinstance(detector, Mapping):
+        return {k: v for k, v in detector.items() if k not in DETECTOR_RUNTIME_KEYS}
+    kind = type(detector)
+    return {"_target_": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+def extraction_settings(
+    config: ExtractionConfig,
+    detector: FaceDetector | Mapping[str, Any],
+    dataset: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the crops depend on but the source files: what ``extraction.json`` records.
+
+    Args:
+        config: Sampling and cropping settings (top-level keys: ``crop_size``, ``margin``...).
+        detector: The detector's config (``cfg.detector``), or the detector itself.
+        dataset: Settings of the data itself, e.g. ``{"generator": ...}`` for synthetic sets.
+    """
+    return _plain(
+        {**config.settings(), "detector": detector_settings(detector), "dataset": dataset or {}}
+    )
+
+
+def settings_fingerprint(settings: Mapping[str, Any]) -> str:
+    """SHA-256 of the settings' canonical JSON."""
+    return _sha256(settings)
+
+
+def file_identity(path: str | Path) -> dict[str, int] | None:
+    """Size and mtime of a source file (``None``: unreadable): a regenerated file changes them."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every dotted key (``detector.min_prob``) whose value differs."""
+    before, after = _flatten(old), _flatten(new)
+    unset = "<unset>"
+    return [
+        f"{key}: {before.get(key, unset)!r} -> {after.get(key, unset)!r}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key, unset) != after.get(key, unset)
+    ]
+
+
+def read_extraction_record(faces_dir: str | Path) -> dict[str, Any] | None:
+    """``<faces_dir>/extraction.json`` (``None`` when the folder predates fingerprints)."""
+    path = Path(faces_dir) / EXTRACTION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): re-run preprocessing") from error
+
+
+def read_extraction_settings(faces_dir: str | Path) -> dict[str, Any] | None:
+    """The settings a faces folder's crops were made with, or ``None`` if it does not say.
+
+    Training and ``predict`` take crop size, margin, format and frame sampling from here
+    (``ExtractionConfig.from_settings``), not from a config that may have changed since
+    preprocessing; ``detector`` and ``dataset`` hold the other inputs of the crops.
+    """
+    record = read_extraction_record(faces_dir)
+    return None if record is None else record["settings"]
+
+
+def write_extraction_record(
+    out_dir: str | Path, settings: Mapping[str, Any], fingerprints: Mapping[str, str]
+) -> Path:
+    """Write ``extraction.json``: the settings, their fingerprint and one over every video's part.
+
+    Args:
+        out_dir: The faces folder (beside ``manifest.csv``).
+        settings: ``extraction_settings(...)`` of the run.
+        fingerprints: ``video_id`` -> its part's fingerprint (settings + source file + label).
+    """
+    record = {
+        "fingerprint": settings_fingerprint(settings),
+        "settings": dict(settings),
+        "videos": len(fingerprints),
+        "videos_fingerprint": _sha256(sorted(fingerprints.items())),
+    }
+    return write_json(Path(out_dir) / EXTRACTION_FILE, record)
+
+
+def part_frames(out_dir: str | Path, video_id: str) -> dict[str, Any]:
+    """A video's frame accounting from its part, for ``videos.csv`` (``FRAME_COLUMNS``).
+
+    ``expected_frames`` were sampled from the frame count the file declares; fewer
+    ``decoded_frames`` mean the file is cut off or broken (``truncated``). All ``None`` for a
+    video whose part does not say (failed before decoding, or made by an older version).
+    """
+    parts_dir = Path(out_dir) / "parts"
+    stem = safe_name(video_id)
+    for path in (parts_dir / f"{stem}.meta.json", parts_dir / f"{stem}.failed.json"):
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return {key: data.get(key) for key in FRAME_COLUMNS}
+    return dict.fromkeys(FRAME_COLUMNS)
 
 
 def safe_name(video_id: str) -> str:
@@ -109,6 +344,14 @@ def shard_records(records: Sequence[MediaRecord], shard: int, num_shards: int) -
     ]
 
 
+class PartPaths(NamedTuple):
+    """A video's files under ``parts/``: faces CSV (the done marker), its meta, a failure."""
+
+    csv: Path
+    meta: Path
+    failed: Path
+
+
 class FaceExtractor:
     """Runs extraction for a list of records into ``out_dir``.
 
@@ -118,6 +361,8 @@ class FaceExtractor:
         config: Sampling and cropping settings.
         root: Dataset root; records pointing outside it are rejected (path traversal).
         retry_failed: Re-run videos that failed in an earlier run instead of skipping them.
+        detector_config: The detector's config, fingerprinted (default: its class only).
+        dataset_settings: Settings of the data the crops depend on (a generator's config).
     """
 
     def __init__(
@@ -127,6 +372,8 @@ class FaceExtractor:
         config: ExtractionConfig,
         root: str | Path,
         retry_failed: bool = False,
+        detector_config: Mapping[str, Any] | None = None,
+        dataset_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.detector = detector
         self.out_dir = Path(out_dir)
@@ -135,14 +382,105 @@ class FaceExtractor:
         self.retry_failed = retry_failed
         self.parts_dir = self.out_dir / "parts"
         self.faces_dir = self.out_dir / "faces"
+        self.settings = extraction_settings(
+            config, detector if detector_config is None else detector_config, dataset_settings
+        )
+        self.settings_sha = settings_fingerprint(self.settings)
 
-    def _part_paths(self, record: MediaRecord) -> tuple[Path, Path]:
-        stem = safe_name(record.video_id)
-        return self.parts_dir / f"{stem}.csv", self.parts_dir / f"{stem}.failed.json"
+    def _part_paths(self, record: MediaRecord) -> PartPaths:
+        stem = self.parts_dir / safe_name(record.video_id)
+        return PartPaths(
+            stem.with_name(f"{stem.name}.csv"),
+            stem.with_name(f"{stem.name}.meta.json"),
+            stem.with_name(f"{stem.name}.failed.json"),
+        )
+
+    def stamp(self, record: MediaRecord) -> dict[str, Any]:
+        """What a video's crops depend on: the settings, its source file, its label."""
+        return {
+            "settings": self.settings_sha,
+            "source_file": file_identity(record.path),
+            "label": record.label,
+        }
+
+    def stored_stamp(self, record: MediaRecord) -> dict[str, Any] | None:
+        """The stamp of the part an earlier run left (``None``: no part; ``{}``: unstamped)."""
+        paths = self._part_paths(record)
+        source = paths.meta if paths.csv.exists() else paths.failed
+        if not (paths.csv.exists() or paths.failed.exists()):
+            return None
+        try:
+            return json.loads(source.read_text()).get("stamp") or {}
+        except (OSError, ValueError):
+            return {}
+
+    def status(self, record: MediaRecord) -> str:
+        """``new`` (no part), ``stale`` (other stamp), ``retry`` (failed, retried) or ``done``."""
+        stored = self.stored_stamp(record)
+        if stored is None:
+            return "new"
+        if stored != self.stamp(record):
+            return "stale"
+        if self.retry_failed and not self._part_paths(record).csv.exists():
+            return "retry"
+        return "done"
 
     def is_done(self, record: MediaRecord) -> bool:
-        ok, failed = self._part_paths(record)
-        return ok.exists() or (failed.exists() and not self.retry_failed)
+        return self.status(record) == "done"
+
+    def differences(self, record: MediaRecord) -> list[str]:
+        """Why a video's part is stale: ``key: old -> new`` per differing setting, or file/label."""
+        stored, current = self.stored_stamp(record) or {}, self.stamp(record)
+        found = []
+        if stored.get("settings") != current["settings"]:
+            path = self.parts_dir / SETTINGS_DIR / f"{stored.get('settings')}.json"
+            if stored.get("settings") and path.is_file():
+                found += settings_differences(json.loads(path.read_text()), self.settings)
+            else:
+                found.append("settings: unknown -> current (part made before fingerprints)")
+        for key in ("source_file", "label"):
+            if stored.get(key) != current[key]:
+                found.append(f"{key}: {stored.get(key)!r} -> {current[key]!r}")
+        return found
+
+    def _mismatch(self, stale: Sequence[MediaRecord]) -> str:
+        """A message naming the differing keys (with how many videos each) and some videos."""
+        keys = Counter(
+            key.split(":")[0] if key.startswith(("source_file", "label")) else key
+            for record in stale
+            for key in self.differences(record)
+        )
+        listed = "; ".join(f"{key} ({n} video{'s' * (n > 1)})" for key, n in keys.most_common())
+        examples = ", ".join(r.video_id for r in stale[:3]) + (", ..." if len(stale) > 3 else "")
+        return (
+            f"{len(stale)} video(s) in {self.out_dir} were extracted with other settings or from "
+            f"changed source files ({examples}). Differing: {listed}"
+        )
+
+    def _stale(self, records: Sequence[MediaRecord]) -> list[MediaRecord]:
+        unique = {r.video_id: r for r in records}.values()
+        return [r for r in unique if self.status(r) == "stale"]
+
+    def check_current(self, records: Sequence[MediaRecord]) -> None:
+        """Refuse to merge parts made with other settings (e.g. a shard not yet re-run)."""
+        stale = self._stale(records)
+        if stale:
+            raise ExtractionMismatchError(
+                f"{self._mismatch(stale)}. Run every shard with the current settings before "
+                "merging, so one manifest never mixes crops of two settings"
+            )
+
+    def write_record(self, records: Sequence[MediaRecord]) -> Path:
+        """``extraction.json`` for the merged ``records`` (call after ``merge_parts``)."""
+        self.check_current(records)
+        fingerprints = {}
+        for record in {r.video_id: r for r in records}.values():
+            if self.stored_stamp(record) is not None:
+                fingerprints[record.video_id] = _sha256(self.stamp(record))
+        return write_extraction_record(self.out_dir, self.settings, fingerprints)
+
+    def _seed(self, record: MediaRecord) -> int:
+        return video_seed(self.config.seed, record.video_id)
 
     def _decode(self, record: MediaRecord) -> DecodedFrames | tuple[str, str]:
         rejected = validate_record(record, self.root)
@@ -151,10 +489,10 @@ class FaceExtractor:
         try:
             return read_media(
                 record.path,
-                self.config.frames_for(record.label),
+                self.config.sample_counts(record.label),
                 self.config.strategy,
                 self.config.every_k,
-                self.config.seed,
+                self._seed(record),
             )
         except MediaReadError as error:
             return error.reason, error.detail
@@ -178,14 +516,51 @@ class FaceExtractor:
                     pending.append((next_record, pool.submit(self._decode, next_record)))
                 yield record, future.result()
 
-    def _record_failure(self, record: MediaRecord, reason: str, detail: str) -> None:
-        _, failed = self._part_paths(record)
+    def _meta(self, record: MediaRecord, decoded: DecodedFrames | None = None) -> dict[str, Any]:
+        """The stamp and fingerprint of a video's part, and its frame accounting."""
+        stamp = self.stamp(record)
+        meta: dict[str, Any] = {"stamp": stamp, "fingerprint": _sha256(stamp)}
+        if decoded is not None:
+            meta.update(
+                total_frames=decoded.total_frames,
+                expected_frames=decoded.expected_frames,
+                decoded_frames=decoded.decoded_frames,
+                truncated=decoded.truncated,
+            )
+        return meta
+
+    def _discard(self, record: MediaRecord) -> None:
+        """Remove a video's part and crops before (re-)extracting it: the done marker first."""
+        for path in self._part_paths(record):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.faces_dir / safe_name(record.video_id), ignore_errors=True)
+
+    def _record_failure(
+        self, record: MediaRecord, reason: str, detail: str, decoded: DecodedFrames | None = None
+    ) -> None:
         row = {"video_id": record.video_id, "path": record.path, "label": record.label}
-        write_json(failed, {**row, "reason": reason, "detail": detail})
+        meta = self._meta(record, decoded)
+        write_json(
+            self._part_paths(record).failed, {**row, "reason": reason, "detail": detail, **meta}
+        )
+
+    def _samples(self, record: MediaRecord, decoded: DecodedFrames) -> tuple[set[int], set[int]]:
+        """Frame indices of the video's evaluation sample and of its training sample."""
+
+        def sample(count: int) -> set[int]:
+            config = self.config
+            return set(
+                sample_frame_indices(
+                    decoded.total_frames, count, config.strategy, config.every_k, self._seed(record)
+                )
+            )
+
+        return sample(self.config.num_frames), sample(self.config.frames_for(record.label))
 
     def _save_faces(self, record: MediaRecord, decoded: DecodedFrames, summary) -> int:
         detections = self.detector.detect(decoded.frames)
         stem = safe_name(record.video_id)
+        eval_sample, train_sample = self._samples(record, decoded)
         rows = []
         params = (
             [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality]
@@ -212,41 +587,79 @@ class FaceExtractor:
                         "group": record.group, "original": record.original, "source": record.source,
                         "x1": round(x1, 1), "y1": round(y1, 1), "x2": round(x2, 1),
                         "y2": round(y2, 1), "prob": round(detection.prob, 4),
+                        "eval_frame": index in eval_sample, "train_frame": index in train_sample,
                     }
                 )  # fmt: skip
         if not rows:
             self._record_failure(
-                record, "no_face", f"no face in {len(decoded.frames)} sampled frames"
+                record, "no_face", f"no face in {len(decoded.frames)} sampled frames", decoded
             )
             return 0
-        part, failed = self._part_paths(record)
-        failed.unlink(missing_ok=True)
-        write_csv(part, pd.DataFrame(rows))
+        paths = self._part_paths(record)
+        write_json(paths.meta, {"video_id": record.video_id, **self._meta(record, decoded)})
+        write_csv(paths.csv, pd.DataFrame(rows))  # last: the part counts as done from here
         return len(rows)
 
+    def _handle_stale(self, stale: Sequence[MediaRecord]) -> None:
+        """Refuse (``on_mismatch=error``) or re-extract parts made otherwise; say which keys."""
+        message = self._mismatch(stale)
+        if self.config.on_mismatch == "error":
+            raise ExtractionMismatchError(
+                f"{message}. Re-extract them with extraction.on_mismatch=reextract, or write to "
+                "another folder (out_dir=... / data.faces_dir=...)"
+            )
+        log.warning("%s: re-extracting them (their old crops are removed)", message)
+        # The merged files describe crops about to be replaced: stale until the next merge.
+        for name in (EXTRACTION_FILE, "manifest.csv"):
+            (self.out_dir / name).unlink(missing_ok=True)
+
     def run(self, records: Sequence[MediaRecord], progress: bool = True) -> ExtractionSummary:
-        """Extract faces of every record not already done; one bad file never stops the run."""
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        """Extract faces of every record not already done; one bad file never stops the run.
+
+        Raises:
+            ExtractionMismatchError: with ``on_mismatch=error``, when parts were made with
+                other settings or from changed files (before anything is written).
+        """
         summary = ExtractionSummary(videos=len(records))
         seen: set[str] = set()
-        todo = []
+        todo, stale, duplicates = [], [], []
         for record in records:
             if record.video_id in seen:
-                self._record_duplicate(record)
+                duplicates.append(record)
                 continue
             seen.add(record.video_id)
-            if self.is_done(record):
+            status = self.status(record)
+            if status == "done":
                 summary.skipped_done += 1
             else:
                 todo.append(record)
+                if status == "stale":
+                    stale.append(record)
+        if stale:
+            self._handle_stale(stale)
+            summary.reextracted = len(stale)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        settings_file = self.parts_dir / SETTINGS_DIR / f"{self.settings_sha}.json"
+        if not settings_file.is_file():
+            write_json(settings_file, self.settings)
+        for record in duplicates:
+            self._record_duplicate(record)
         bar = tqdm(
             total=len(todo), desc="extract", unit="video", disable=not progress, mininterval=1.0
         )
         for record, decoded in self._prefetch(todo):
+            self._discard(record)
             if isinstance(decoded, tuple):
                 self._record_failure(record, *decoded)
                 summary.failures[decoded[0]] += 1
             else:
+                if decoded.truncated:
+                    summary.truncated += 1
+                    log.warning(
+                        "%s is truncated: %d of %d sampled frames decoded (it declares %d)",
+                        record.video_id, decoded.decoded_frames, decoded.expected_frames,
+                        decoded.total_frames,
+                    )  # fmt: skip
                 found = self._save_faces(record, decoded, summary)
                 summary.faces += found
                 if not found:
