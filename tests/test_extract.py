@@ -232,7 +232,7 @@ def test_changed_crop_size_reextracts_and_extraction_json_says_so(compose_cfg, t
     """A cache reused whatever the settings merged 64 px crops into a '96 px' run."""
     from omegaconf import open_dict
 
-    from deepfake_exp.faces.extract import read_extraction_settings
+    from deepfake_exp.faces.extract import extraction_drift, read_extraction_settings
     from deepfake_exp.preprocess import preprocess
 
     root = tmp_path / "data" / "image_folder"
@@ -267,6 +267,8 @@ def test_changed_crop_size_reextracts_and_extraction_json_says_so(compose_cfg, t
     assert record["settings"]["crop_size"] == 96 and record["videos"] == 6
     assert record["settings"]["detector"]["_target_"].endswith("WholeImageDetector")
     assert read_extraction_settings(out) == record["settings"]
+    drift = extraction_drift({"_target_": "x", "crop_size": 64, "margin": 0.5}, out)
+    assert drift == ["crop_size: 96 -> 64"]  # a config that no longer describes the crops
 
 
 def test_regenerated_source_file_is_reextracted(tmp_path: Path) -> None:

@@ -280,6 +280,20 @@ def read_extraction_settings(faces_dir: str | Path) -> dict[str, Any] | None:
     return None if record is None else record["settings"]
 
 
+def extraction_drift(extraction: Mapping[str, Any], faces_dir: str | Path) -> list[str]:
+    """How a config's ``extraction`` block differs from what ``faces_dir``'s crops were made with.
+
+    ``key: made-with -> config`` per differing key (empty when they agree or the folder does
+    not say): for a run to warn that its config no longer describes the data it trains on.
+    """
+    stored = read_extraction_settings(faces_dir)
+    if stored is None:
+        return []
+    names = {f.name for f in fields(ExtractionConfig)} - EXTRACTION_RUNTIME_KEYS
+    config = _plain({k: v for k, v in extraction.items() if k in names})
+    return settings_differences({k: stored.get(k) for k in config}, config)
+
+
 def write_extraction_record(
     out_dir: str | Path, settings: Mapping[str, Any], fingerprints: Mapping[str, str]
 ) -> Path:
