@@ -13,7 +13,9 @@ from omegaconf import OmegaConf, open_dict
 
 import deepfake_exp.report as report
 from tests.conftest import CONF_DIR, compose_config
-from tests.test_evaluate_extras import shared_run, train_run
+from tests.test_evaluate_extras import FAST_TRAIN, shared_run, train_run
+
+SECOND_RUN = ("optimizer=adam", "optimizer.lr=3e-4")
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,7 @@ def trained_run(tiny_preprocessed) -> Path:
 def two_runs(trained_run, tiny_preprocessed) -> list[Path]:
     """Two finished tiny runs that differ in optimizer settings."""
     root, _ = tiny_preprocessed
-    second = train_run(root, "extras_run_b", ("optimizer=adam", "optimizer.lr=3e-4"))
+    second = train_run(root, "extras_run_b", SECOND_RUN)
     return [trained_run, second]
 
 
@@ -75,8 +77,9 @@ def test_rerunning_the_report_collects_finished_runs_without_training(
     two_runs, tmp_path, monkeypatch
 ) -> None:
     cfg = report_cfg(tmp_path)
-    with open_dict(cfg):
-        cfg.report.experiments = {"a": ["optimizer.lr=1e-3"], "b": ["optimizer.lr=3e-4"]}
+    with open_dict(cfg):  # the overrides the runs were trained with: their configs are current
+        cfg.report.common = FAST_TRAIN
+        cfg.report.experiments = {"a": [], "b": list(SECOND_RUN)}
     _link_runs(Path(cfg.report.out_dir) / "runs", dict(zip("ab", two_runs, strict=True)))
 
     def no_training(*args, **kwargs):
@@ -95,9 +98,9 @@ def test_unfinished_experiments_are_trained_in_their_own_run_dir(
 ) -> None:
     cfg = report_cfg(tmp_path)
     with open_dict(cfg):
-        cfg.report.common = ["dataset.name=tiny"]
+        cfg.report.common = FAST_TRAIN
         cfg.report.experiments = {
-            "done": ["optimizer.lr=1e-3"],
+            "done": [],  # what two_runs[0] was trained with: collected
             "new": ["model=resnet18"],
             "broken": ["optimizer.lr=-1"],
         }
@@ -122,7 +125,7 @@ def test_unfinished_experiments_are_trained_in_their_own_run_dir(
     modules = [c[2] for c in commands]
     assert modules == ["deepfake_exp.preprocess", "deepfake_exp.train", "deepfake_exp.preprocess"]
     train = commands[1]
-    assert train[3:5] == ["dataset.name=tiny", "model=resnet18"]
+    assert train[3:-1] == [*FAST_TRAIN, "model=resnet18"]
     assert train[-1] == f"hydra.run.dir={runs_dir / 'new'}"
     assert table.loc["done", "status"] == table.loc["new", "status"] == "ok"
     assert table.loc["broken", "status"] == "failed"
@@ -166,3 +169,180 @@ def test_full_report_lists_every_study_experiment(tmp_path) -> None:
     for overrides in cfg.report.experiments.values():
         train_cfg = compose_config("train", [*cfg.report.common, *overrides], tmp_path)
         assert train_cfg.trainer.accelerator == "gpu"
+
+
+# ------------------------------------------------------------------ rows from run files alone
+
+
+def fake_run(
+    run_dir: Path,
+    probs: list[float],
+    video_ids: list[str] | None = None,
+    *,
+    lr: float = 1e-3,
+    aggregation: str = "mean",
+    published: dict | None = None,
+    faces_dir: Path | None = None,
+) -> Path:
+    """A finished run's files as train + evaluate write them (no training: the table only reads)."""
+    run_dir.mkdir(parents=True)
+    ids = video_ids or [f"v{i}" for i in range(len(probs))]
+    labels = [i % 2 for i in range(len(probs))]
+    videos = pd.DataFrame(
+        {
+            "video_id": ids,
+            "label": labels,
+            "prob": probs,
+            "group": [f"g{i // 2}" for i in range(len(ids))],
+        }
+    ).assign(num_faces=8)
+    videos.to_csv(run_dir / "predictions_test_videos.csv", index=False)
+    video = {"accuracy": 0.8125, "roc_auc": 0.8, "roc_auc_ci": [0.7, 0.95], "log_loss": 0.5}
+    metrics = {
+        "faces_dir": str(faces_dir or run_dir / "no_faces_here"),
+        "threshold_criterion": "f1",
+        "thresholds_from_val": {"face": 0.5, "video": 0.5},
+        "video_aggregation": aggregation,
+        "calibration": {"temperature": 1.3},
+        "val": {"video": {"accuracy": 0.9}},
+        "test": {"video": video, "face": {"roc_auc": 0.7}},
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "summary.json").write_text(json.dumps({"best_epoch": 2, "val/video_auc": 0.9}))
+    config = {
+        "optimizer": {"_target_": "torch.optim.AdamW", "lr": lr, "weight_decay": 1e-5},
+        "optimized_metric": "val/video_auc",
+        "optimized_mode": "max",
+        "module": {"video_aggregation": aggregation},
+        "published": published,
+    }
+    OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
+    return run_dir
+
+
+def split_report(folder: Path, shared_test_ids: int) -> Path:
+    folder.mkdir(parents=True)
+    blocks = {
+        split: {"videos": 10, "shared_identities_with_train": shared, "shared_videos_with_train": 0}
+        for split, shared in (("val", 0), ("test", shared_test_ids))
+    }
+    (folder / "split_report.json").write_text(json.dumps({"splits": blocks}))
+    return folder
+
+
+LABELS = [i % 2 for i in range(12)]
+BASE = [0.2, 0.9, 0.4, 0.3, 0.1, 0.7, 0.5, 0.45, 0.3, 0.8, 0.35, 0.25]
+OTHER = [0.1, 0.95, 0.2, 0.8, 0.15, 0.9, 0.3, 0.7, 0.2, 0.85, 0.4, 0.35]
+
+
+def test_rows_carry_paired_delong_comparison_protocol_and_published(tmp_path) -> None:
+    from deepfake_exp.evaluation.bootstrap import delong_test
+
+    clean, leaky = split_report(tmp_path / "clean", 0), split_report(tmp_path / "leaky", 2)
+    runs = {
+        "base": fake_run(tmp_path / "base", BASE, faces_dir=clean, lr=1e-5),
+        "better": fake_run(
+            tmp_path / "better",
+            OTHER,
+            faces_dir=clean,
+            published={"test_accuracy": 0.76, "val_accuracy": None},
+        ),  # fmt: skip
+        "elsewhere": fake_run(
+            tmp_path / "elsewhere", OTHER, [f"w{i}" for i in range(12)], faces_dir=leaky
+        ),
+        "no_report": fake_run(tmp_path / "no_report", BASE),
+    }
+    table = report.report_table(
+        {name: (path, "ok", "") for name, path in runs.items()},
+        baseline="base",
+        notes={"elsewhere": "trained on another split"},
+    ).set_index("name")
+
+    expected = delong_test(LABELS, OTHER, BASE)
+    assert 0.0 < expected["p_value"] < 1.0 and expected["diff"] > 0
+    assert table.loc["better", "delta_auc_vs_base"] == pytest.approx(expected["diff"])
+    assert table.loc["better", "p_value"] == pytest.approx(expected["p_value"])
+    low, high = table.loc["better", ["delta_auc_vs_base_low", "delta_auc_vs_base_high"]]
+    assert low <= expected["diff"] <= high
+    assert table.loc["better", "paired"] == "paired on 12 videos"
+    assert table.loc["base", "paired"] == "baseline"
+    assert table.loc["elsewhere", "paired"] == "not paired (different test sets)"
+    assert pd.isna(table.loc["elsewhere", "delta_auc_vs_base"])
+    assert pd.isna(table.loc["elsewhere", "p_value"])
+
+    assert table.loc["base", "identity_disjoint"] == "yes"
+    assert table.loc["elsewhere", "identity_disjoint"] == "no (test: 2 ids shared with train)"
+    assert table.loc["no_report", "identity_disjoint"] == "unknown"
+    assert table.loc["base", "selected_on"] == "val/video_auc (max)"
+    assert table.loc["base", "threshold_on"] == "f1 on val"
+    assert table.loc["base", "temperature_on"] == "val"
+    assert table.loc["base", "faces_per_video"] == "8"
+    assert table.loc["better", "published"] == "test_accuracy: 0.76 / 0.812"
+    assert table.loc["base", "published"] == ""
+    assert (table.loc["base", "roc_auc_low"], table.loc["base", "roc_auc_high"]) == (0.7, 0.95)
+    assert table.loc["elsewhere", "note"] == "trained on another split"
+
+    text = report.shown_table(table.reset_index())
+    base_line, better_line = text.split("\n")[2:4]
+    assert "| 1.0e-05 |" in base_line and "| 1.0e-03 |" in better_line
+    assert "0.0000 " not in base_line
+    assert "0.800 [0.700, 0.950]" in text and "delta_auc_vs_base" in text
+    assert f"{expected['diff']:+.3f}" in text
+    protocol = report.protocol_table(table.reset_index())
+    assert "identity-disjoint: no (test: 2 ids shared with train)" in protocol
+    assert "trained on another split" in protocol
+
+
+def test_report_text_describes_the_runs_actual_aggregation(tmp_path) -> None:
+    runs = {"m": (fake_run(tmp_path / "m", BASE, aggregation="max"), "ok", "")}
+    page = report.report_markdown(
+        report.report_table(runs), OmegaConf.create({"name": "t"}), elapsed=None
+    )
+    assert "highest score" in page and "averaged" not in page
+    runs["a"] = (fake_run(tmp_path / "a", BASE, aggregation="mean"), "ok", "")
+    page = report.report_markdown(
+        report.report_table(runs), OmegaConf.create({"name": "t"}), elapsed=None
+    )
+    assert "max: reduced to their highest score" in page and "mean: averaged" in page
+
+
+# ------------------------------------------------------------------ stale runs
+
+
+def finished_run_of(run_dir: Path, overrides: list[str]) -> Path:
+    """A finished run whose config.yaml is what ``overrides`` compose to (as train saves it)."""
+    cfg = report.compose_train_config(overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    fake_run(run_dir, BASE)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return run_dir
+
+
+def test_a_run_whose_experiment_changed_is_rerun_or_listed_stale(tmp_path, monkeypatch) -> None:
+    cfg = report_cfg(tmp_path)
+    with open_dict(cfg):
+        cfg.report.common = ["model=resnet18"]
+        cfg.report.experiments = {"same": ["optimizer.lr=1e-3"], "changed": ["optimizer.lr=3e-4"]}
+        cfg.report.preprocess = False
+    runs_dir = Path(cfg.report.out_dir) / "runs"
+    finished_run_of(runs_dir / "same", ["model=resnet18", "optimizer.lr=1e-3"])
+    finished_run_of(runs_dir / "changed", ["model=resnet18", "optimizer.lr=1e-3"])  # then edited
+    trained: list[list[str]] = []
+
+    def fake_train(command, **kwargs):
+        trained.append(command)
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(report.subprocess, "run", fake_train)
+    runs = report.run_experiments(cfg.report, runs_dir, "python", stale="keep")
+    assert not trained
+    assert runs["same"][1] == "ok"
+    status, message = runs["changed"][1:]
+    assert status == "stale" and "optimizer.lr: 0.001 -> 0.0003" in message
+    assert "paths" not in message  # where a run lives is not a difference
+
+    runs = report.run_experiments(cfg.report, runs_dir, "python", stale="rerun")
+    assert [c[-1] for c in trained] == [f"hydra.run.dir={runs_dir / 'changed'}"]
+    assert runs["same"][1] == "ok" and runs["changed"][1] == "failed"
+    assert list(runs_dir.glob("changed.old-*")), "the stale run is kept aside, not deleted"
