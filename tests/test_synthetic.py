@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from deepfake_exp.data import synthetic
 from deepfake_exp.data.records import FAKE, REAL
+from deepfake_exp.data.sources.dfdc import DFDCSource
 from deepfake_exp.data.sources.synthetic import SyntheticSource
+from deepfake_exp.data.split_report import format_split_report, split_report
+from deepfake_exp.data.splits import assign_splits, check_both_classes
 from deepfake_exp.data.synthetic import (
     SyntheticConfig,
+    dataset_metadata,
     draw_identity,
     face_boxes,
     generate_dataset,
     render_identity,
     skin_tone_buckets,
 )
+from tests.conftest import CONF_DIR, compose_config
 
 # Two identities per skin-tone bucket, one real and one fake video each.
 SMALL = SyntheticConfig(num_identities=12, videos_per_identity=1, fakes_per_real=1, num_frames=8)
@@ -112,7 +118,7 @@ def test_metadata_matches_files(small_set: tuple[Path, dict]) -> None:
     )
 
 
-def test_source_groups_by_identity(small_set: tuple[Path, dict]) -> None:
+def test_source_groups_by_both_identities_of_a_swap(small_set: tuple[Path, dict]) -> None:
     root, metadata = small_set
     source = SyntheticSource("synthetic", root, **_source_kwargs(SMALL))
     assert source.is_current()
@@ -121,11 +127,70 @@ def test_source_groups_by_identity(small_set: tuple[Path, dict]) -> None:
     assert Counter(r.label for r in records) == {REAL: 12, FAKE: 12}
     by_id = {r.video_id: r for r in records}
     for record in records:
-        assert record.group == metadata[record.video_id]["identity"]
+        entry = metadata[record.video_id]
+        assert record.identities[0] == entry["identity"]
         assert record.source == "synthetic" and record.split is None
+        assert entry["identity"] in record.group  # "id_000_id_006": both people of a pool
         if record.label == FAKE:
+            assert record.identities == (entry["identity"], entry["source_identity"])
             assert by_id[record.original].group == record.group
-    assert len({r.group for r in records}) == SMALL.num_identities
+            source_real = next(r for r in records if r.identities == (entry["source_identity"],))
+            assert source_real.group == record.group  # the swapped-in person is grouped too
+    assert len({r.group for r in records}) == SMALL.num_identities // 2  # same-tone pairs
+
+
+def test_swap_sources_come_from_small_same_tone_pools() -> None:
+    for n in (2, 3, 7, 12, 40, 48, 49):
+        pools = synthetic.swap_pools(n)
+        assert sorted(i for pool in pools for i in pool) == list(range(n)), n
+        assert all(2 <= len(pool) <= 3 for pool in pools), (n, pools)
+    metadata = dataset_metadata(SyntheticConfig())
+    pool_of = {f"id_{i:03d}": set(pool) for pool in synthetic.swap_pools(48) for i in pool}
+    tone = {e["identity"]: e["skin_tone"] for e in metadata.values()}
+    for entry in metadata.values():
+        if entry["label"] == "FAKE":
+            source = int(entry["source_identity"][3:])
+            assert (
+                source in pool_of[entry["identity"]]
+                and entry["source_identity"] != entry["identity"]
+            )
+            assert tone[entry["source_identity"]] == tone[entry["identity"]]
+
+
+def _default_set_overrides(which: str) -> list[str]:
+    """Overrides of the `make train` set or of the report set (its `common` list)."""
+    if which == "make_train":
+        return ["experiment=synthetic_cpu"]
+    report = OmegaConf.load(Path(CONF_DIR) / "report" / "default.yaml")
+    return list(OmegaConf.to_container(report, resolve=False)["common"])
+
+
+@pytest.mark.parametrize("which", ["make_train", "report"])
+def test_default_sets_split_identity_disjoint(which: str, tmp_path: Path) -> None:
+    """The default sets' splits share no person, target or source, between train, val and
+    test; checked on the generator's metadata, without rendering a video."""
+    cfg = compose_config("preprocess", _default_set_overrides(which), tmp_path)
+    config = SyntheticConfig(**{f.name: cfg.dataset[f.name] for f in fields(SyntheticConfig)})
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "metadata.json").write_text(json.dumps(dataset_metadata(config)))
+    records = DFDCSource(cfg.dataset.name, tmp_path / "meta").records()
+    split = cfg.split
+    split_of = assign_splits(records, split.policy, split.ratios, split.seed, split.use_official)
+    check_both_classes(records, split_of)
+    report = split_report(records, split_of, ratios=split.ratios)
+    print(f"\n{which}: {config.num_identities} identities\n{format_split_report(report)}")
+    assert report["identity_disjoint"] is True
+    for name in ("val", "test"):
+        row = report["splits"][name]
+        assert row["shared_identities_with_train"] == row["shared_videos_with_train"] == 0
+        assert row["real_videos"] and row["fake_videos"]
+    people = {
+        s: {i for r in records if split_of[r.video_id] == s for i in r.identities}
+        for s in ("train", "val", "test")
+    }
+    assert not people["train"] & people["val"] and not people["train"] & people["test"]
+    assert not people["val"] & people["test"]
+    assert sum(map(len, people.values())) == config.num_identities
 
 
 def _source_kwargs(config: SyntheticConfig) -> dict:

@@ -10,7 +10,9 @@ Speed comes from rendering each identity once as a shaded RGBA sprite; a frame o
 sprite (rotate / scale / translate) and composites it over a cluttered background.
 
 The output is DFDC's layout: ``<root>/*.mp4`` plus ``<root>/metadata.json`` mapping
-``name.mp4 -> {label, original, split, identity, skin_tone[, source_identity]}``.
+``name.mp4 -> {label, original, split, identity, skin_tone[, source_identity]}``. Swap sources
+are drawn within small same-tone pools (``swap_pools``), so grouping by target *and* source
+identity still leaves many small groups and the default sets split identity-disjointly.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-GENERATOR_VERSION = 1  # bump when a config's output changes, so stored sets regenerate
+GENERATOR_VERSION = 2  # bump when a config's output changes, so stored sets regenerate
 GENERATOR_FILE = "generator.json"
 METADATA_FILE = "metadata.json"
 
@@ -851,43 +853,70 @@ def real_name(identity: int, video: int) -> str:
     return f"id_{identity:03d}_r{video}.mp4"
 
 
-def _pick_source(
-    config: SyntheticConfig, identities: list[Identity], target: int, video: int, fake: int
-) -> int:
-    """Another person of the nearest skin tone (DFDC paired look-alikes), drawn by seed.
+def swap_pools(num_identities: int) -> list[list[int]]:
+    """Identities whose faces are swapped only into each other's videos: pairs of one skin tone.
 
-    Same-tone pairs keep the colour artefact under ``color_mismatch``'s control instead of
-    depending on how far apart two random skins happen to be.
+    A swap links its target and source, and an identity-disjoint split keeps linked people
+    together; drawing sources inside small pools keeps those groups small (two people, three
+    at most), so the set splits cleanly at any size. Same-tone pairs (DFDC paired look-alikes)
+    keep the colour artefact under ``color_mismatch``'s control. A tone with one identity
+    (small sets) pools with the other lone tones, nearest first.
     """
-    buckets = skin_tone_buckets()
-    tone = buckets.index(identities[target].skin_tone)
-    distance = {
-        i: abs(buckets.index(ident.skin_tone) - tone)
-        for i, ident in enumerate(identities)
-        if i != target
-    }
-    nearest = min(distance.values())
-    pool = [i for i, d in distance.items() if d == nearest]
-    return pool[int(_rng(config.seed, 4, target, video, fake).integers(len(pool)))]
+    tones = len(SKIN_TONES)
+
+    def pairs(members: list[int]) -> list[list[int]]:
+        chunks = [members[k : k + 2] for k in range(0, len(members), 2)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            last = chunks.pop()
+            chunks[-1] += last
+        return chunks
+
+    pools, lone = [], []
+    for tone in range(tones):
+        members = list(range(tone, num_identities, tones))
+        if len(members) == 1:
+            lone += members
+        elif members:
+            pools += pairs(members)
+    if lone:
+        lone_pools = pairs(lone)
+        if len(lone_pools[-1]) == 1 and pools:
+            pools[-1] += lone_pools.pop()
+        pools += lone_pools
+    return pools
+
+
+def _pick_source(
+    config: SyntheticConfig, pool: list[int], target: int, video: int, fake: int
+) -> int:
+    """Another person of ``target``'s swap pool, drawn by seed."""
+    others = [i for i in pool if i != target]
+    return others[int(_rng(config.seed, 4, target, video, fake).integers(len(others)))]
 
 
 def plan_videos(
     config: SyntheticConfig, identities: list[Identity] | None = None
 ) -> list[VideoPlan]:
-    """Every video of the dataset: each REAL video followed by the fakes made from it."""
-    identities = identities or draw_identities(config)
+    """Every video of the dataset: each REAL video followed by the fakes made from it.
+
+    A fake's source is drawn from its target's ``swap_pools`` pool, which depends on the
+    identity index only; ``identities`` is accepted for callers that already hold them.
+    """
+    del identities
+    pool_of = {i: pool for pool in swap_pools(config.num_identities) for i in pool}
     plans = []
     for i in range(config.num_identities):
         for v in range(config.videos_per_identity):
             plans.append(VideoPlan(real_name(i, v), i, v))
             for f in range(config.fakes_per_real):
-                source = _pick_source(config, identities, i, v, f)
+                source = _pick_source(config, pool_of[i], i, v, f)
                 plans.append(VideoPlan(f"id_{i:03d}_r{v}_f{f}.mp4", i, v, f, source))
     return plans
 
 
 def metadata_entry(plan: VideoPlan, identities: list[Identity]) -> dict:
-    """The video's ``metadata.json`` entry; a fake keeps its target's identity for grouping."""
+    """The video's ``metadata.json`` entry: a fake names its target's ``identity`` and the
+    ``source_identity`` swapped in, so a split can keep both people on one side."""
     ident = identities[plan.identity]
     entry = {
         "label": "REAL" if plan.fake is None else "FAKE",
@@ -899,6 +928,15 @@ def metadata_entry(plan: VideoPlan, identities: list[Identity]) -> dict:
     if plan.source is not None:
         entry["source_identity"] = identities[plan.source].name
     return entry
+
+
+def dataset_metadata(config: SyntheticConfig) -> dict[str, dict]:
+    """``metadata.json``'s content for ``config``, computed without rendering a frame.
+
+    Split and grouping tests read it to check a set's splits in milliseconds.
+    """
+    identities = draw_identities(config)
+    return {p.name: metadata_entry(p, identities) for p in plan_videos(config, identities)}
 
 
 def face_boxes(config: SyntheticConfig, name: str) -> np.ndarray:
@@ -1125,5 +1163,5 @@ def generate_dataset(
         for job in jobs:
             _write_videos(config, job, identities, str(root))
     _write_json_atomic(root / GENERATOR_FILE, generator_record(config))
-    _write_json_atomic(meta_path, {p.name: metadata_entry(p, identities) for p in plans})
+    _write_json_atomic(meta_path, dataset_metadata(config))
     return meta_path

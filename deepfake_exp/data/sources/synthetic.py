@@ -17,8 +17,9 @@ class SyntheticSource(DFDCSource):
     The generator parameters are flat keyword arguments so a Hydra YAML sets each one; their
     meaning and defaults are those of ``SyntheticConfig``. ``<root>/generator.json`` records
     the config a folder was made with: a different request (or an interrupted run, which
-    leaves no ``metadata.json``) regenerates the set in place. Records are grouped by the
-    target ``identity``, so a fake never lands in another split than its original's person.
+    leaves no ``metadata.json``) regenerates the set in place. Records carry the target and
+    source identity of each video and are grouped by their connected components (the
+    generator's swap pools), so neither person of a swap is seen in another split.
 
     Args:
         name: Dataset name.
@@ -29,6 +30,11 @@ class SyntheticSource(DFDCSource):
             the split policy decide (default).
         Other arguments: see ``SyntheticConfig``.
     """
+
+    identity_note = (
+        "identities are the generator's people; groups are connected components of target and "
+        "source identities (swap pools), so splits are identity-disjoint"
+    )
 
     def __init__(
         self,
