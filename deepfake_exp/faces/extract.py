@@ -756,7 +756,9 @@ def merge_parts(
     report = split_report(unique, split_of, faces_per_video, identity_note, split_ratios)
     write_csv(out_dir / "manifest.csv", manifest)
     write_csv(out_dir / "videos.csv", pd.DataFrame(videos))
-    write_csv(out_dir / "failures.csv", pd.DataFrame(failures, columns=FAILURE_COLUMNS))
+    failures_table = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+    failures_table["label"] = failures_table["label"].astype("Int64")  # 0/1, blank if unknown
+    write_csv(out_dir / "failures.csv", failures_table)
     write_json(out_dir / "split_report.json", report)
     log.info("split report (%s):\n%s", out_dir / "split_report.json", format_split_report(report))
     counts = {
