@@ -174,6 +174,8 @@ def test_hydra_keys_without_a_target_are_refused() -> None:
         ("torch.optim.lr_scheduler.StepLR", True),
         ("albumentations.HorizontalFlip", True),
         ("pytorch_lightning.callbacks.ModelCheckpoint", True),
+        ("deepfake_exp.train.HistoryCSVLogger", True),  # the project's own Lightning logger
+        ("deepfake_exp.train.train", False),
         ("builtins.exec", False),
         ("pathlib.Path.touch", False),
         ("deepfake_exp.faces.extract.merge_parts", False),  # project function that writes

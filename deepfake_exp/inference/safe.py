@@ -6,9 +6,10 @@ names, at any depth (``module.head_hidden: {_target_: builtins.exec, _args_: [..
 ``_target_`` of a stored config is checked against an allow-list:
 
 * the project's configurable components: classes defined in the modules of
-  :data:`PROJECT_CLASS_MODULES` and functions defined in :data:`PROJECT_FUNCTION_MODULES`
-  (the name must resolve to an object *defined* there, so ``deepfake_exp.x.os.system``, a
-  re-exported import, is refused);
+  :data:`PROJECT_CLASS_MODULES`, functions defined in :data:`PROJECT_FUNCTION_MODULES`, and
+  the project's own Lightning callbacks / loggers / profilers wherever they are defined (the
+  name must resolve to an object *defined* in the project, so ``deepfake_exp.x.os.system``,
+  a re-exported import, is refused; so are functions elsewhere, e.g. ``utils.io.write_json``);
 * the library constructors the configs use (:data:`LIBRARY_RULES`): torchvision model
   builders, ``efficientnet_pytorch.EfficientNet``, ``timm.create_model``, torch optimizers and
   LR schedulers, albumentations transforms, Lightning's Trainer, callbacks, loggers, profilers.
@@ -52,6 +53,7 @@ PROJECT_CLASS_MODULES = (
     "deepfake_exp.faces.extract",
 )
 PROJECT_FUNCTION_MODULES = ("deepfake_exp.models.schedulers",)
+LIGHTNING_BASES = (("callbacks", "Callback"), ("loggers", "Logger"), ("profilers", "Profiler"))
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 
@@ -93,6 +95,22 @@ def _timm_create_model(obj: Any) -> bool:
     return obj is timm.create_model
 
 
+def _lightning_component(obj: Any) -> bool:
+    """A Lightning Trainer, callback, logger or profiler class (``pytorch_lightning`` or
+    ``lightning.pytorch``, whichever is installed)."""
+    for package in ("pytorch_lightning", "lightning.pytorch"):
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            continue
+        if obj is getattr(module, "Trainer", None):
+            return True
+        bases = [(f"{package}.{sub}", name) for sub, name in LIGHTNING_BASES]
+        if _subclass_of(*bases)(obj):
+            return True
+    return False
+
+
 # (package prefix, predicate on the resolved object, what it admits: for messages and docs)
 LIBRARY_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("torchvision.models", _torchvision_builder, "torchvision model builders"),
@@ -116,18 +134,7 @@ LIBRARY_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         "albumentations transforms",
     ),
     *(
-        (
-            package,
-            lambda obj, package=package: (
-                obj is getattr(importlib.import_module(package), "Trainer", None)
-                or _subclass_of(
-                    (f"{package}.callbacks", "Callback"),
-                    (f"{package}.loggers", "Logger"),
-                    (f"{package}.profilers", "Profiler"),
-                )(obj)
-            ),
-            "Lightning Trainer, callbacks, loggers, profilers",
-        )
+        (package, _lightning_component, "Lightning Trainer and components")
         for package in ("pytorch_lightning", "lightning.pytorch")
     ),
 )
@@ -161,12 +168,12 @@ def target_refusal(name: Any) -> str | None:
         return f"a _target_ must be a dotted name, not {type(name).__name__}"
     if not _NAME.fullmatch(name):
         return "not a plain dotted name (private or dunder parts are refused)"
-    project = [m for m in (*PROJECT_CLASS_MODULES, *PROJECT_FUNCTION_MODULES) if _under(name, m)]
+    project = _under(name, "deepfake_exp")
     rules = [(p, check) for p, check, _ in LIBRARY_RULES if _under(name, p)]
     if not project and not rules:
         return "outside the allow-list"
     try:
-        obj = _locate(name, project[0] if project else rules[0][0])
+        obj = _locate(name, "deepfake_exp" if project else rules[0][0])
     except (ImportError, AttributeError) as error:
         return f"cannot be resolved ({error})"
     if project:
@@ -174,7 +181,9 @@ def target_refusal(name: Any) -> str | None:
             return None
         if inspect.isfunction(obj) and _defined_in(obj, PROJECT_FUNCTION_MODULES):
             return None
-        return "not a class or function defined in the project's component modules"
+        if _defined_in(obj, ("deepfake_exp",)) and _lightning_component(obj):
+            return None
+        return "not one of the project's configurable components"
     if any(check(obj) for _, check in rules):
         return None
     return "not one of the allowed library constructors"
