@@ -62,7 +62,12 @@ def data_fingerprint(faces_dir: str | Path) -> dict[str, Any]:
         "splits_sha256": splits_sha,
         "num_faces": num_faces,
         "num_videos": num_videos,
-        "extraction": extraction.get("fingerprint") if isinstance(extraction, dict) else None,
+        # the settings *and* every source file's stamp: regenerated videos change it too
+        "extraction": (
+            extraction.get("videos_fingerprint") or extraction.get("fingerprint")
+            if isinstance(extraction, dict)
+            else None
+        ),
     }
 
 
