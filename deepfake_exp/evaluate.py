@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -30,10 +30,22 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from deepfake_exp import config as _config  # noqa: F401  (registers the schemas)
-from deepfake_exp.data.datamodule import FaceDataModule, FaceDataset, read_manifest, read_videos
+from deepfake_exp.data.datamodule import (
+    FaceDataModule,
+    FaceDataset,
+    cap_faces_per_video,
+    read_manifest,
+    read_videos,
+)
 from deepfake_exp.data.records import LABEL_NAMES
 from deepfake_exp.evaluation import plots
-from deepfake_exp.evaluation.aggregate import add_missing_videos, aggregate_video_scores
+from deepfake_exp.evaluation.aggregate import (
+    add_missing_videos,
+    aggregate_video_scores,
+    failure_counts,
+    read_video_list,
+)
+from deepfake_exp.evaluation.bootstrap import CI_METRICS, DEFAULT_LEVEL, bootstrap_metrics
 from deepfake_exp.evaluation.calibration import apply_temperature, fit_temperature
 from deepfake_exp.evaluation.gradcam import denormalise, explain, overlay
 from deepfake_exp.evaluation.metrics import (
@@ -43,13 +55,27 @@ from deepfake_exp.evaluation.metrics import (
     has_both_classes,
 )
 from deepfake_exp.evaluation.threshold import select_threshold
-from deepfake_exp.inference import load_detector, predict_batches, resolve_checkpoint
+from deepfake_exp.inference import (
+    load_detector,
+    predict_batches,
+    resolve_checkpoint,
+    safe_instantiate,
+)
+from deepfake_exp.runs import check_data_fingerprint
 from deepfake_exp.utils.io import atomic_write, write_csv, write_json
 from deepfake_exp.utils.run import save_run_info
 
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+SUMMARY_NAMES = {
+    "roc_auc": "ROC-AUC",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "log_loss": "log-loss",
+}
 
 # --------------------------------------------------------------------------------------------
 # Test-time augmentation
@@ -172,15 +198,35 @@ def predict_faces(
 def video_predictions(
     faces: pd.DataFrame, aggregation: str, listed: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """Face scores -> one row per video, plus the listed videos without a face at 0.5."""
-    videos = aggregate_video_scores(faces[["video_id", "label", "prob"]], aggregation)
+    """Face scores -> one row per video (with its ``group``), plus face-less videos at 0.5.
+
+    ``listed`` holds the videos that are scored (see :func:`listed_videos`): failed inputs
+    are not in it, so they never receive the 0.5 of a face-less video.
+    """
+    columns = ["video_id", "label", "prob", *(c for c in ("group", "source") if c in faces)]
+    videos = aggregate_video_scores(faces[columns], aggregation)
     return videos if listed is None else add_missing_videos(videos, listed)
+
+
+def listed_videos(
+    faces_dir: str | Path, split: str | None = None
+) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """``(scored, failed)`` videos of a faces folder (one split, or all).
+
+    Scored: extracted videos and those without a face (0.5). Failed: missing, corrupt,
+    outside-root or unprocessed files, excluded from the metrics and counted by reason.
+    """
+    scored, failed = read_video_list(faces_dir)
+    if split is not None:
+        scored = None if scored is None else scored[scored["split"] == split]
+        failed = failed[failed["split"] == split] if "split" in failed else failed
+    return scored, failed
 
 
 def split_predictions(
     module: Any, datamodule: FaceDataModule, split: str, aggregation: str, tta: str = "none"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Face-level and video-level predictions of one split (face-less videos at 0.5)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Face, video (face-less videos at 0.5) and failed-video frames of one split."""
     faces = predict_faces(
         module,
         datamodule.split_frame(split),
@@ -191,13 +237,85 @@ def split_predictions(
         num_workers=datamodule.num_workers,
         desc=f"predict {split}",
     )
-    listed = read_videos(datamodule.faces_dir)
-    listed = None if listed is None else listed[listed["split"] == split]
-    return faces, video_predictions(faces, aggregation, listed)
+    listed, failed = listed_videos(datamodule.faces_dir, split)
+    return faces, video_predictions(faces, aggregation, listed), failed
 
 
-def _metrics(frame: pd.DataFrame, threshold: float) -> dict:
-    return binary_metrics(frame["label"].to_numpy(), frame["prob"].to_numpy(), threshold)
+# --------------------------------------------------------------------------------------------
+# Metrics with bootstrap intervals
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """How the confidence interval of every test metric is resampled (over groups)."""
+
+    n_resamples: int = 1000
+    seed: int = 0
+    level: float = DEFAULT_LEVEL
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+            "level": self.level,
+            "unit": "group",
+        }
+
+
+def bootstrap_groups(frame: pd.DataFrame) -> np.ndarray:
+    """The resampling unit of each row: its group (identity), else its own video."""
+    videos = frame["video_id"].astype(str)
+    if "group" not in frame:
+        return videos.to_numpy()
+    group = frame["group"].astype(object)
+    return group.where(group.notna(), videos).astype(str).to_numpy()
+
+
+def _metrics(
+    frame: pd.DataFrame, threshold: float, bootstrap: BootstrapSettings | None = None
+) -> dict:
+    """``binary_metrics`` of a frame, plus ``<metric>_ci: [low, high]`` when bootstrapped.
+
+    An interval is ``None`` when no resample defines the metric (e.g. one class only).
+    """
+    labels, probs = frame["label"].to_numpy(), frame["prob"].to_numpy()
+    block = binary_metrics(labels, probs, threshold)
+    if "num_faces" in frame:
+        block["n_no_face"] = int((frame["num_faces"] == 0).sum())
+    if bootstrap is None:
+        return block
+    groups = bootstrap_groups(frame)
+    intervals = bootstrap_metrics(
+        labels,
+        probs,
+        groups,
+        CI_METRICS,
+        bootstrap.n_resamples,
+        bootstrap.seed,
+        bootstrap.level,
+        threshold=threshold,
+    )
+    for name, interval in intervals.items():
+        defined = interval["low"] is not None
+        block[f"{name}_ci"] = [interval["low"], interval["high"]] if defined else None
+    block["n_groups"] = int(np.unique(groups).size)
+    return block
+
+
+def split_block(
+    faces: pd.DataFrame,
+    videos: pd.DataFrame,
+    failed: pd.DataFrame,
+    thresholds: dict[str, float],
+    bootstrap: BootstrapSettings | None = None,
+) -> dict:
+    """One split's ``face`` and ``video`` metrics and its failed inputs (``n_failed``)."""
+    return {
+        "face": _metrics(faces, thresholds["face"], bootstrap),
+        "video": _metrics(videos, thresholds["video"], bootstrap),
+        **failure_counts(failed),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,10 +360,12 @@ def calibration_report(
 # --------------------------------------------------------------------------------------------
 
 CROSS_COLUMNS = [
-    "dataset", "faces_dir", "splits", "videos", "videos_without_face", "faces", "threshold",
-    "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss",
+    "dataset", "faces_dir", "splits", "videos", "videos_without_face", "videos_failed",
+    "videos_seen_excluded", "faces", "threshold",
+    "accuracy", "precision", "recall", "f1", "roc_auc", "roc_auc_ci", "log_loss",
     "face_accuracy", "face_roc_auc", "face_log_loss",
 ]  # fmt: skip
+SEEN_SPLITS = ("train", "val")
 
 
 def resolve_faces_dir(name_or_path: str | Path, faces_root: str | Path) -> Path:
@@ -268,9 +388,12 @@ def cross_dataset_row(
     faces: pd.DataFrame,
     videos: pd.DataFrame,
     thresholds: dict[str, float],
+    failed: pd.DataFrame | None = None,
+    seen_excluded: int = 0,
+    bootstrap: BootstrapSettings | None = None,
 ) -> dict:
     """One line of the generalization table: video metrics first, a few face metrics after."""
-    video = _metrics(videos, thresholds["video"])
+    video = _metrics(videos, thresholds["video"], bootstrap)
     face = _metrics(faces, thresholds["face"])
     return {
         "dataset": name,
@@ -278,11 +401,46 @@ def cross_dataset_row(
         "splits": splits,
         "videos": video["n"],
         "videos_without_face": int((videos["num_faces"] == 0).sum()),
+        "videos_failed": 0 if failed is None else len(failed),
+        "videos_seen_excluded": int(seen_excluded),
         "faces": face["n"],
         "threshold": thresholds["video"],
         **{key: video[key] for key in SUMMARY_KEYS},
+        "roc_auc_ci": video.get("roc_auc_ci"),
         **{f"face_{key}": face[key] for key in ("accuracy", "roc_auc", "log_loss")},
     }
+
+
+def _video_keys(frame: pd.DataFrame, by_source: bool) -> pd.Series:
+    """``source/video_id`` (or the bare ``video_id``) of each row, to match videos across folders."""
+    video_ids = frame["video_id"].astype(str)
+    if not by_source:
+        return video_ids
+    return frame["source"].astype(str) + "\x00" + video_ids
+
+
+def seen_videos(faces_dir: Path, splits: Sequence[str] = SEEN_SPLITS) -> pd.DataFrame:
+    """``video_id`` (and ``source``) of the videos a run trained or selected on.
+
+    Read from the training faces folder's video list (every video, extracted or not) or, for
+    older folders, its manifest.
+    """
+    videos = read_videos(faces_dir)
+    table = videos if videos is not None else read_manifest(faces_dir)
+    columns = [c for c in ("source", "video_id") if c in table]
+    return table.loc[table["split"].isin(splits), columns].drop_duplicates()
+
+
+def drop_seen(frame: pd.DataFrame, seen: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` whose video is not among ``seen``.
+
+    Two folders may hold crops of the same source videos (York's and Emory's faces of one
+    DFDC video): a video is "unseen" by what it is (``source``, ``video_id``), not by the
+    folder its faces are in. Without a ``source`` column on either side, ``video_id`` alone
+    decides (the cautious choice).
+    """
+    by_source = "source" in frame and "source" in seen
+    return frame[~_video_keys(frame, by_source).isin(set(_video_keys(seen, by_source)))]
 
 
 def external_predictions(
@@ -293,11 +451,30 @@ def external_predictions(
     tta: str,
     batch_size: int,
     num_workers: int,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every face of another dataset, whatever its split: none of it was seen in training."""
+    seen: pd.DataFrame | None = None,
+    max_faces_per_video: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """Another dataset's videos the run never saw, whatever their split there.
+
+    Returns face and video predictions, the failed inputs, and how many videos were left out
+    because the run trained or selected on them (``seen``). Faces per video are capped as in
+    training (``max_faces_per_video``).
+    """
+    manifest = cap_faces_per_video(read_manifest(faces_dir), max_faces_per_video)
+    listed, failed = listed_videos(faces_dir)
+    tables = [t for t in (manifest, listed, failed) if t is not None]
+    known = pd.concat([t[[c for c in ("source", "video_id") if c in t]] for t in tables])
+    excluded = 0
+    if seen is not None:
+        excluded = known["video_id"].nunique() - drop_seen(known, seen)["video_id"].nunique()
+        manifest = drop_seen(manifest, seen)
+        listed = None if listed is None else drop_seen(listed, seen)
+        failed = drop_seen(failed, seen)
+    if manifest.empty:  # nothing unseen with a face: no row
+        return manifest, manifest, failed, int(excluded)
     faces = predict_faces(
         module,
-        read_manifest(faces_dir),
+        manifest,
         faces_dir,
         transform,
         tta=tta,
@@ -305,7 +482,7 @@ def external_predictions(
         num_workers=num_workers,
         desc=f"predict {faces_dir.name}",
     )
-    return faces, video_predictions(faces, aggregation, read_videos(faces_dir))
+    return faces, video_predictions(faces, aggregation, listed), failed, int(excluded)
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -463,8 +640,17 @@ def evaluate_checkpoint(
     faces_root: str | Path | None = None,
     calibrate: bool = True,
     gradcam_faces: int = 8,
+    bootstrap: BootstrapSettings | None = None,
+    trust_checkpoint: bool = False,
 ) -> dict:
     """Score val and test, choose thresholds on val, report test; returns ``metrics.json``.
+
+    Faces per video are capped as in training (the run's ``data.max_faces_per_video``), so the
+    checkpoint is judged on the same faces per video it was selected with. Every test metric
+    carries a bootstrap interval over groups (``<metric>_ci``). Failed inputs (missing,
+    corrupt, outside-root files) are counted per split (``n_failed``, ``failed_reasons``) and
+    left out; only videos without a face are scored 0.5. On the run's own faces folder, the
+    checkpoint's data fingerprint must match it (:func:`deepfake_exp.runs.check_data_fingerprint`).
 
     Args:
         ckpt_path: A checkpoint written by ``deepfake_exp.train``.
@@ -479,27 +665,37 @@ def evaluate_checkpoint(
         tensorboard_dir: Where to log scalars and figures (``None``: no TensorBoard).
         tta: Test-time augmentation, a key of :data:`TTA_POLICIES`.
         eval_datasets: Other preprocessed datasets (names under ``faces_root`` or paths);
-            each is scored on *all* its faces with the val-chosen thresholds.
+            each is scored on the videos the run never saw, with the val-chosen thresholds.
         faces_root: Folder of preprocessed datasets (default: the parent of ``faces_dir``).
         calibrate: Fit a temperature on val and report test log-loss/ECE before and after.
         gradcam_faces: Test faces in the Grad-CAM / attention-rollout gallery (0: none).
+        bootstrap: Resamples, seed and level of the intervals (default 1000, 0, 0.95).
+        trust_checkpoint: Rebuild without the target allow-list (only for one's own files).
     """
     out_dir = Path(out_dir)
     tta = tta or ("flip" if flip_tta else "none")
     tta_views(tta)
-    module, cfg = load_detector(ckpt_path)
-    faces_dir = Path(faces_dir or cfg.data.faces_dir)
+    bootstrap = bootstrap or BootstrapSettings()
+    module, cfg = load_detector(ckpt_path, trust_checkpoint=trust_checkpoint)
+    trained_on = Path(cfg.data.faces_dir)
+    faces_dir = Path(faces_dir or trained_on)
+    data_check = check_run_data(ckpt_path, module, faces_dir, trained_on)
     faces_root = Path(faces_root) if faces_root else faces_dir.parent
     aggregation = video_aggregation or cfg.module.video_aggregation
     datamodule = FaceDataModule(
         faces_dir,
-        instantiate(cfg.augmentation),
+        safe_instantiate(cfg.augmentation, trust=trust_checkpoint, key="augmentation"),
         batch_size=batch_size,
         eval_batch_size=batch_size,
         num_workers=num_workers,
+        max_faces_per_video=cfg.data.get("max_faces_per_video"),
     )
-    val_faces, val_videos = split_predictions(module, datamodule, "val", aggregation, tta)
-    test_faces, test_videos = split_predictions(module, datamodule, "test", aggregation, tta)
+    val_faces, val_videos, val_failed = split_predictions(
+        module, datamodule, "val", aggregation, tta
+    )
+    test_faces, test_videos, test_failed = split_predictions(
+        module, datamodule, "test", aggregation, tta
+    )
     thresholds = {
         "face": select_threshold(val_faces["label"], val_faces["prob"], threshold),
         "video": select_threshold(val_videos["label"], val_videos["prob"], threshold),
@@ -507,18 +703,15 @@ def evaluate_checkpoint(
     metrics = {
         "checkpoint": str(Path(ckpt_path).resolve()),
         "faces_dir": str(faces_dir.resolve()),
+        "data_check": data_check,
         "threshold_criterion": threshold,
         "thresholds_from_val": thresholds,
         "video_aggregation": aggregation,
+        "max_faces_per_video": datamodule.max_faces_per_video,
         "tta": tta,
-        "val": {
-            "face": _metrics(val_faces, thresholds["face"]),
-            "video": _metrics(val_videos, thresholds["video"]),
-        },
-        "test": {
-            "face": _metrics(test_faces, thresholds["face"]),
-            "video": _metrics(test_videos, thresholds["video"]),
-        },
+        "bootstrap": bootstrap.as_dict(),
+        "val": split_block(val_faces, val_videos, val_failed, thresholds),
+        "test": split_block(test_faces, test_videos, test_failed, thresholds, bootstrap),
     }
     if calibrate:
         metrics["calibration"] = calibration_report(val_faces, val_videos, test_faces, test_videos)
@@ -535,17 +728,20 @@ def evaluate_checkpoint(
             eval_datasets,
             faces_root,
             thresholds,
-            (test_faces, test_videos),
+            (test_faces, test_videos, test_failed),
             aggregation,
             tta,
             out_dir,
             cross_curves,
+            seen=seen_videos(trained_on if (trained_on / "manifest.csv").is_file() else faces_dir),
+            bootstrap=bootstrap,
         )
     write_json(out_dir / "metrics.json", metrics)
     write_csv(out_dir / "predictions_test_faces.csv", test_faces)
     write_csv(out_dir / "predictions_test_videos.csv", test_videos)
     write_csv(out_dir / "predictions_val_faces.csv", val_faces)
     write_csv(out_dir / "predictions_val_videos.csv", val_videos)
+    write_csv(out_dir / "failed_videos.csv", pd.concat([val_failed, test_failed]))
     writer = SummaryWriter(str(tensorboard_dir)) if tensorboard_dir else None
     if writer is not None:
         _log_scalars(writer, metrics)
@@ -569,26 +765,58 @@ def evaluate_checkpoint(
     return metrics
 
 
+def stored_data_fingerprint(ckpt_path: str | Path, module: Any) -> dict | None:
+    """The checkpoint's ``data_fingerprint`` (``None``: a run older than fingerprints)."""
+    stored = getattr(module, "data_fingerprint", None)
+    if stored is None:  # a loader that did not attach it: read the entry itself
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        stored = checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
+    return stored
+
+
+def check_run_data(ckpt_path: str | Path, module: Any, faces_dir: Path, trained_on: Path) -> str:
+    """Refuse to score the run's own faces folder if it is no longer the data it trained on.
+
+    Another folder (``faces_dir=`` elsewhere, cross-dataset sets) is other data by design and
+    is not checked. Returns what was done, for ``metrics.json``.
+    """
+    if faces_dir.resolve() != trained_on.resolve():
+        log.info(
+            "evaluating %s, not the run's faces %s: no data fingerprint check",
+            faces_dir,
+            trained_on,
+        )
+        return "other_faces_dir"
+    stored = stored_data_fingerprint(ckpt_path, module)
+    check_data_fingerprint(stored, faces_dir, what="evaluate")  # raises DataMismatchError
+    return "no_fingerprint" if stored is None else "match"
+
+
 def cross_dataset_evaluation(
     module: nn.Module,
     datamodule: FaceDataModule,
     eval_datasets: Sequence[str],
     faces_root: Path,
     thresholds: dict[str, float],
-    in_domain: tuple[pd.DataFrame, pd.DataFrame],
+    in_domain: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
     aggregation: str,
     tta: str,
     out_dir: Path,
     curves: dict[str, tuple[Any, Any]] | None = None,
+    seen: pd.DataFrame | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> list[dict]:
-    """The generalization table: in-domain test first, then every other dataset, all faces.
+    """The generalization table: in-domain test first, then every other dataset's unseen videos.
 
-    Writes ``cross_dataset.csv`` / ``.md`` and each dataset's video predictions under
+    ``seen`` (``source``, ``video_id``) lists the videos the run trained or selected on; they
+    are left out of every other dataset, whichever folder their crops are in. Writes
+    ``cross_dataset.csv`` / ``.md`` and each dataset's video predictions under
     ``cross_dataset/``; fills ``curves`` (name -> labels, probs) for a ROC overlay.
     """
     own = datamodule.faces_dir.resolve()
     name = f"{own.name} (in-domain test)"
-    rows = [cross_dataset_row(name, own, "test", *in_domain, thresholds)]
+    faces, videos, failed = in_domain
+    rows = [cross_dataset_row(name, own, "test", faces, videos, thresholds, failed, 0, bootstrap)]
     curves = {} if curves is None else curves
     curves[name] = (in_domain[1]["label"], in_domain[1]["prob"])
     transform = datamodule.augmentation.eval_transform()
@@ -597,7 +825,7 @@ def cross_dataset_evaluation(
         if faces_dir.resolve() == own:
             log.info("eval dataset %s is the training set: its test split is row 1", entry)
             continue
-        faces, videos = external_predictions(
+        faces, videos, failed, excluded = external_predictions(
             module,
             faces_dir,
             transform,
@@ -605,21 +833,45 @@ def cross_dataset_evaluation(
             tta,
             datamodule.eval_batch_size,
             datamodule.num_workers,
+            seen=seen,
+            max_faces_per_video=datamodule.max_faces_per_video,
         )
+        if faces.empty:
+            log.warning(
+                "eval dataset %s: no face of a video this run has not seen (%d videos left out "
+                "as trained or validated on, %d failed): no row",
+                entry, excluded, len(failed),
+            )  # fmt: skip
+            continue
         label = Path(str(entry)).name
-        rows.append(cross_dataset_row(label, faces_dir, "all", faces, videos, thresholds))
+        rows.append(
+            cross_dataset_row(
+                label, faces_dir, "all", faces, videos, thresholds, failed, excluded, bootstrap
+            )
+        )
         curves[label] = (videos["label"], videos["prob"])
         write_csv(out_dir / "cross_dataset" / f"{label}_videos.csv", videos)
     table = pd.DataFrame(rows, columns=CROSS_COLUMNS)
+    table["roc_auc_ci"] = [_format_interval(ci) for ci in table["roc_auc_ci"]]
     note = (
         "One checkpoint, thresholds chosen on its own validation split and applied unchanged "
         f"(video {thresholds['video']:.3f}, face {thresholds['face']:.3f}). Row 1 is the "
         "training dataset's test split; every other dataset is scored on ALL its faces "
-        "(train, val and test splits alike), since none of it was used for training. "
-        "Metrics are video level unless prefixed `face_`; videos without a face score 0.5."
+        "(train, val and test splits alike) except those of videos this run trained or "
+        "validated on, matched by (source, video_id) whatever the folder "
+        "(`videos_seen_excluded`). Metrics are video level unless prefixed `face_`; videos "
+        "without a face score 0.5; failed inputs (missing, corrupt) are left out and counted "
+        "(`videos_failed`). `roc_auc_ci`: 95% bootstrap interval over groups."
     )
     write_table(table, out_dir / "cross_dataset.csv", "Cross-dataset evaluation", note)
     return rows
+
+
+def _format_interval(interval: Sequence[float | None] | None, digits: int = 2) -> str:
+    """``[0.91, 0.99]``, or an empty string without an interval."""
+    if interval is None or not isinstance(interval, list | tuple) or interval[0] is None:
+        return ""
+    return f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
 
 def _extra_figures(
@@ -672,13 +924,45 @@ def _log_scalars(writer: SummaryWriter, metrics: dict) -> None:
             writer.add_scalar(f"cross_dataset/{row['dataset']}/video_{key}", row[key], 0)
 
 
+def _with_interval(name: str, block: dict, key: str) -> str:
+    """``ROC-AUC 0.954 [0.91, 0.99]`` (without brackets when there is no interval)."""
+    interval = _format_interval(block.get(f"{key}_ci"))
+    return f"{name} {block[key]:.3f}" + (f" {interval}" if interval else "")
+
+
+def format_failures(split: dict) -> str:
+    """``2 failed (missing_file 1, decode_error 1)`` or an empty string."""
+    if not split.get("n_failed"):
+        return ""
+    reasons = ", ".join(f"{k} {v}" for k, v in split.get("failed_reasons", {}).items())
+    return f"{split['n_failed']} failed ({reasons})"
+
+
 def format_summary(metrics: dict) -> str:
-    """The test metrics (and the cross-dataset table, if any) for the console."""
+    """The test metrics with their intervals (and the cross-dataset table, if any)."""
     rows = []
+    test = metrics["test"]
     for level in ("face", "video"):
-        m = metrics["test"][level]
-        values = "  ".join(f"{k}={m[k]:.4f}" for k in SUMMARY_KEYS if not np.isnan(m[k]))
-        rows.append(f"test {level:5s} (n={m['n']}, threshold={m['threshold']:.3f}): {values}")
+        m = test[level]
+        values = "  ".join(
+            _with_interval(SUMMARY_NAMES[k], m, k) for k in SUMMARY_KEYS if not np.isnan(m[k])
+        )
+        counts = f"n={m['n']}"
+        if "n_groups" in m:
+            counts += f" in {m['n_groups']} group" + ("s" if m["n_groups"] != 1 else "")
+        if level == "video" and m.get("n_no_face"):
+            counts += f", {m['n_no_face']} without a face at 0.5"
+        rows.append(f"test {level:5s} ({counts}, threshold={m['threshold']:.3f}): {values}")
+    failures = format_failures(test)
+    if failures:
+        rows.append(f"test videos left out of the metrics: {failures}")
+    settings = metrics.get("bootstrap")
+    if settings:
+        rows.append(
+            f"[intervals: {settings['level']:.0%} bootstrap over {settings['unit']}s, "
+            f"{settings['n_resamples']} resamples, seed {settings['seed']}; none where a "
+            "metric is undefined or there is one group]"
+        )
     calibration = metrics.get("calibration")
     if calibration:
         rows.append(
@@ -689,6 +973,9 @@ def format_summary(metrics: dict) -> str:
     if metrics.get("cross_dataset"):
         table = pd.DataFrame(metrics["cross_dataset"])
         columns = ["dataset", "splits", "videos", *SUMMARY_KEYS]
+        if "roc_auc_ci" in table:
+            table["roc_auc_ci"] = [_format_interval(ci) for ci in table["roc_auc_ci"]]
+            columns.insert(columns.index("roc_auc") + 1, "roc_auc_ci")
         rows.append("cross-dataset (videos):\n" + markdown_table(table[columns]))
     return "\n".join(rows)
 
@@ -698,8 +985,9 @@ def main(cfg: DictConfig) -> None:
     ckpt = resolve_checkpoint(cfg.ckpt_path, cfg.run_dir)
     out_dir = Path(cfg.paths.output_dir)
     save_run_info(out_dir, cfg)
-    # ``tta``, ``eval_datasets``, ``calibrate`` and ``gradcam_faces`` are read with defaults
-    # so ``+key=value`` works whether or not the schema lists them.
+    # ``tta``, ``eval_datasets``, ``calibrate``, ``gradcam_faces``, ``bootstrap_*`` and
+    # ``trust_checkpoint`` are read with defaults so ``+key=value`` works whether or not the
+    # schema lists them.
     metrics = evaluate_checkpoint(
         ckpt,
         out_dir,
@@ -716,6 +1004,12 @@ def main(cfg: DictConfig) -> None:
         faces_root=cfg.paths.faces_dir,
         calibrate=cfg.get("calibrate", True),
         gradcam_faces=cfg.get("gradcam_faces", 8),
+        bootstrap=BootstrapSettings(
+            n_resamples=cfg.get("bootstrap_resamples", 1000),
+            seed=cfg.get("bootstrap_seed", 0),
+            level=cfg.get("bootstrap_level", DEFAULT_LEVEL),
+        ),
+        trust_checkpoint=cfg.get("trust_checkpoint", False),
     )
     log.info("\n%s\nmetrics: %s", format_summary(metrics), out_dir / "metrics.json")
 

@@ -94,6 +94,14 @@ def test_undefined_resamples_are_skipped_and_counted_not_scored_half() -> None:
     assert one_class["n_used"] == 0 and one_class["low"] is None and one_class["estimate"] is None
 
 
+def test_one_group_has_no_interval_rather_than_a_zero_width_one() -> None:
+    labels, scores = np.array([0, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.6])
+    single = bootstrap_ci("roc_auc", labels, scores, groups=["g"] * 4)
+    assert single["estimate"] == 1.0 and single["low"] is None and single["high"] is None
+    paired = paired_bootstrap_diff("roc_auc", labels, scores, 1 - scores, ["g"] * 4)
+    assert paired["diff"] == 1.0 and paired["p_value"] is None
+
+
 def test_seed_reproduces_and_changes_the_interval() -> None:
     labels, scores, groups = _data()
     first = bootstrap_ci("log_loss", labels, scores, groups, n_resamples=200, seed=5)

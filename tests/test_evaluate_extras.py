@@ -133,13 +133,21 @@ def test_training_run_has_calibration_plots_and_gradcam_in_png_and_tensorboard(
 # ------------------------------------------------------------------------ cross-dataset
 
 
-def _copy_faces(source: Path, target: Path, transform=None, keep=None) -> Path:
-    """Another 'dataset' made from existing crops (optionally mirrored / a subset)."""
-    manifest = pd.read_csv(source / "manifest.csv")
-    videos = pd.read_csv(source / "videos.csv")
+def _copy_faces(
+    source: Path, target: Path, transform=None, keep=None, dataset: str | None = None
+) -> Path:
+    """Another folder made from existing crops (optionally mirrored / a subset).
+
+    ``dataset`` renames the videos' ``source``: the copy then stands for another dataset's
+    videos; without it, the copy holds faces of the *same* source videos.
+    """
+    manifest = pd.read_csv(source / "manifest.csv", dtype={"video_id": str, "group": str})
+    videos = pd.read_csv(source / "videos.csv", dtype={"video_id": str, "group": str})
     if keep is not None:
         manifest = manifest[manifest["video_id"].isin(keep)]
         videos = videos[videos["video_id"].isin(keep)]
+    if dataset is not None:
+        manifest["source"] = videos["source"] = dataset
     for rel in manifest["face_path"]:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         if transform is None:
@@ -157,10 +165,11 @@ def test_cross_dataset_rows_use_all_faces_and_the_val_threshold(trained_run, tmp
 
     own = _faces_dir(trained_run)
     faces_root = tmp_path / "faces"
-    _copy_faces(own, faces_root / "mirrored", transform=lambda image: image[:, ::-1])
+    flip = lambda image: image[:, ::-1]  # noqa: E731
+    _copy_faces(own, faces_root / "mirrored", transform=flip, dataset="other_dataset")
     all_videos = pd.read_csv(own / "videos.csv")
     keep = all_videos.loc[all_videos["status"] == "ok", "video_id"].tolist()[:5]
-    subset = _copy_faces(own, tmp_path / "elsewhere" / "subset", keep=keep)
+    subset = _copy_faces(own, tmp_path / "elsewhere" / "subset", keep=keep, dataset="elsewhere")
     manifest = pd.read_csv(subset / "manifest.csv")  # one listed video loses its faces
     manifest[manifest["video_id"] != keep[0]].to_csv(subset / "manifest.csv", index=False)
 
@@ -195,6 +204,194 @@ def test_cross_dataset_rows_use_all_faces_and_the_val_threshold(trained_run, tmp
     assert sub_videos.set_index("video_id").loc[keep[0], "prob"] == 0.5
     assert "ALL its faces" in (out / "cross_dataset.md").read_text()
     assert (out / "plots" / "cross_dataset_roc.png").is_file()
+
+
+@pytest.mark.slow
+def test_cross_dataset_leaves_out_videos_the_run_saw_whatever_the_folder(
+    trained_run, tmp_path
+) -> None:
+    """Two faces folders of the same source videos (York's and Emory's crops of one DFDC)."""
+    from deepfake_exp.evaluate import evaluate_checkpoint
+
+    own = _faces_dir(trained_run)
+    faces_root = tmp_path / "faces"
+    _copy_faces(own, faces_root / "same_videos", transform=lambda image: image[:, ::-1])
+    listed = pd.read_csv(own / "videos.csv", dtype={"video_id": str})
+    metrics = evaluate_checkpoint(
+        trained_run / "checkpoints" / "best.ckpt",
+        tmp_path / "eval",
+        make_plots=False,
+        num_workers=0,
+        eval_datasets=["same_videos"],
+        faces_root=faces_root,
+        calibrate=False,
+        gradcam_faces=0,
+    )
+    row = metrics["cross_dataset"][1]
+    seen = listed["split"].isin(["train", "val"])
+    assert row["videos_seen_excluded"] == int(seen.sum()) > 0
+    scored = pd.read_csv(tmp_path / "eval" / "cross_dataset" / "same_videos_videos.csv")
+    assert set(scored["video_id"].astype(str)) == set(listed.loc[~seen, "video_id"])
+    assert row["videos"] == int((~seen).sum())
+
+
+# ------------------------------------------------------------------------ honest numbers
+
+
+def _crafted_checkpoint(run_dir: Path, target: Path, edit) -> Path:
+    """A copy of the run's best checkpoint with ``edit(checkpoint)`` applied."""
+    checkpoint = torch.load(
+        run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True
+    )
+    edit(checkpoint)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, target)
+    return target
+
+
+@pytest.mark.slow
+def test_every_test_metric_has_a_group_bootstrap_interval(trained_run, tmp_path) -> None:
+    from deepfake_exp.evaluate import BootstrapSettings, evaluate_checkpoint, format_summary
+    from deepfake_exp.evaluation.bootstrap import bootstrap_ci
+
+    # the training run's own evaluation: settings recorded, intervals for every metric
+    recorded = json.loads((trained_run / "metrics.json").read_text())
+    assert recorded["bootstrap"] == {
+        "n_resamples": 1000, "seed": 0, "level": 0.95, "unit": "group",
+    }  # fmt: skip
+    names = ("roc_auc", "accuracy", "log_loss", "average_precision", "f1", "eer")
+    assert all(f"{name}_ci" in recorded["test"]["video"] for name in names)
+
+    # each video its own identity, so the tiny test split has several groups to resample
+    own = _faces_dir(trained_run)
+    copy = _copy_faces(own, tmp_path / "faces" / "one_identity_per_video")
+    for table in ("manifest.csv", "videos.csv"):
+        frame = pd.read_csv(copy / table, dtype={"video_id": str})
+        frame.assign(group="id_" + frame["video_id"]).to_csv(copy / table, index=False)
+    out = tmp_path / "eval"
+    metrics = evaluate_checkpoint(
+        trained_run / "checkpoints" / "best.ckpt",
+        out,
+        faces_dir=copy,
+        make_plots=False,
+        num_workers=0,
+        calibrate=False,
+        bootstrap=BootstrapSettings(n_resamples=300, seed=7),
+    )
+    assert metrics["bootstrap"]["n_resamples"] == 300 and metrics["bootstrap"]["seed"] == 7
+    videos = pd.read_csv(out / "predictions_test_videos.csv", dtype={"group": str})
+    faces = pd.read_csv(out / "predictions_test_faces.csv", dtype={"group": str})
+    assert {"video_id", "label", "prob", "group"} <= set(videos.columns)
+    assert (videos["group"] == "id_" + videos["video_id"].astype(str)).all()
+    assert faces["group"].nunique() < len(faces)  # faces of one identity resample together
+    for level, frame in (("video", videos), ("face", faces)):
+        block = metrics["test"][level]
+        assert block["n_groups"] == frame["group"].nunique() > 1
+        for name in names:
+            expected = bootstrap_ci(
+                name,
+                frame["label"],
+                frame["prob"],
+                frame["group"],
+                n_resamples=300,
+                seed=7,
+                threshold=block["threshold"],
+            )
+            if expected["low"] is None:
+                assert block[f"{name}_ci"] is None
+            else:
+                assert block[f"{name}_ci"] == pytest.approx([expected["low"], expected["high"]])
+    video = metrics["test"]["video"]
+    summary = format_summary(metrics)
+    if video["roc_auc_ci"] is not None:
+        low, high = video["roc_auc_ci"]
+        assert f"ROC-AUC {video['roc_auc']:.3f} [{low:.2f}, {high:.2f}]" in summary
+    assert f"in {video['n_groups']} groups" in summary
+
+
+@pytest.mark.slow
+def test_failed_inputs_are_counted_and_left_out_only_faceless_videos_score_half(
+    trained_run, tmp_path
+) -> None:
+    from deepfake_exp.evaluate import evaluate_checkpoint, format_summary
+
+    own = _faces_dir(trained_run)
+    copy = _copy_faces(own, tmp_path / "faces" / "with_failures")
+    videos = pd.read_csv(copy / "videos.csv", dtype={"video_id": str, "group": str})
+    ghosts = pd.DataFrame(
+        {
+            "video_id": ["ghost_noface", "ghost_missing", "ghost_outside"],
+            "label": [1, 0, 1],
+            "group": ["ghost_1", "ghost_2", "ghost_3"],
+            "split": "test",
+            "source": videos["source"].iloc[0],
+            "status": "failed",
+            "num_faces": 0,
+            "path": ["a.mp4", "b.mp4", "../c.mp4"],
+        }
+    )
+    pd.concat([videos, ghosts]).to_csv(copy / "videos.csv", index=False)
+    failures = ghosts[["video_id", "path", "label"]].assign(
+        reason=["no_face", "missing_file", "outside_root"], detail=""
+    )
+    failures.to_csv(copy / "failures.csv", index=False)
+
+    base = json.loads((trained_run / "metrics.json").read_text())["test"]
+    out = tmp_path / "eval"
+    metrics = evaluate_checkpoint(
+        trained_run / "checkpoints" / "best.ckpt",
+        out,
+        faces_dir=copy,
+        make_plots=False,
+        num_workers=0,
+        calibrate=False,
+    )
+    test = metrics["test"]
+    assert test["video"]["n"] == base["video"]["n"] + 1  # only the face-less one is scored
+    assert test["video"]["n_no_face"] == base["video"].get("n_no_face", 0) + 1
+    assert test["n_failed"] == base.get("n_failed", 0) + 2
+    assert test["failed_reasons"] == {"missing_file": 1, "outside_root": 1}
+    scored = pd.read_csv(out / "predictions_test_videos.csv").set_index("video_id")
+    assert scored.loc["ghost_noface", "prob"] == 0.5
+    assert "ghost_missing" not in scored.index and "ghost_outside" not in scored.index
+    failed = pd.read_csv(out / "failed_videos.csv")
+    assert set(failed["video_id"]) >= {"ghost_missing", "ghost_outside"}
+    assert "2 failed (missing_file 1, outside_root 1)" in format_summary(metrics)
+    assert metrics["data_check"] == "other_faces_dir"
+
+
+@pytest.mark.slow
+def test_evaluation_caps_faces_per_video_like_training_and_checks_the_data(
+    trained_run, tmp_path
+) -> None:
+    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.runs import DataMismatchError, data_fingerprint
+
+    own = _faces_dir(trained_run)
+    fingerprint = data_fingerprint(own)
+
+    def capped(checkpoint: dict) -> None:
+        checkpoint["run_config"]["data"]["max_faces_per_video"] = 1
+        checkpoint["data_fingerprint"] = fingerprint
+
+    ckpt = _crafted_checkpoint(trained_run, tmp_path / "capped.ckpt", capped)
+    metrics = evaluate_checkpoint(
+        ckpt, tmp_path / "eval", make_plots=False, num_workers=0, calibrate=False
+    )
+    manifest = pd.read_csv(own / "manifest.csv", dtype={"video_id": str})
+    test_videos_with_faces = manifest.loc[manifest["split"] == "test", "video_id"].nunique()
+    assert (manifest.groupby("video_id").size() > 1).any()  # the cap has something to cut
+    assert metrics["max_faces_per_video"] == 1
+    assert metrics["test"]["face"]["n"] == test_videos_with_faces
+    assert metrics["data_check"] == "match"
+
+    def resplit(checkpoint: dict) -> None:  # as if preprocessing ran again with another seed
+        checkpoint["data_fingerprint"] = {**fingerprint, "splits_sha256": "0" * 64}
+
+    stale = _crafted_checkpoint(trained_run, tmp_path / "stale.ckpt", resplit)
+    with pytest.raises(DataMismatchError, match="splits_sha256"):
+        evaluate_checkpoint(stale, tmp_path / "refused", make_plots=False, num_workers=0)
+    assert not (tmp_path / "refused" / "metrics.json").exists()
 
 
 def test_unknown_eval_dataset_names_the_preprocess_command(tmp_path) -> None:

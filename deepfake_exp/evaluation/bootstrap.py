@@ -263,10 +263,16 @@ def _point_estimate(
         return float("nan")
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float | None, float | None, int]:
-    """Percentile interval of the defined values, and how many there were."""
+def _interval(
+    values: np.ndarray, level: float, num_groups: int
+) -> tuple[float | None, float | None, int]:
+    """Percentile interval of the defined values, and how many there were.
+
+    With fewer than two groups every resample is the data itself: there is no spread to
+    measure, so no interval (rather than a zero-width one that looks certain).
+    """
     defined = values[np.isfinite(values)]
-    if defined.size == 0:
+    if defined.size == 0 or num_groups < 2:
         return None, None, 0
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(defined, [alpha, 1.0 - alpha])
@@ -307,14 +313,14 @@ def bootstrap_ci(
 
     Returns:
         ``estimate`` (on the data itself), ``low``, ``high`` (``None`` if no resample defines
-        the metric), ``n_resamples``, ``n_used`` (resamples where it was defined), ``seed``,
+        the metric, or there is only one group), ``n_resamples``, ``n_used`` (resamples where it was defined), ``seed``,
         ``level`` and ``unit`` (``group`` or ``sample``).
     """
     _check_level(level)
     labels, scores = as_binary_arrays(labels, scores)
     counts, index = group_resample_counts(groups, labels.size, n_resamples, seed)
     values = _metric_values(metric, labels, scores, counts, index, threshold)
-    low, high, used = _interval(values, level)
+    low, high, used = _interval(values, level, counts.shape[1])
     return {
         "estimate": _finite_or_none(_point_estimate(metric, labels, scores, threshold)),
         "low": low,
@@ -344,9 +350,8 @@ def bootstrap_metrics(
     counts, index = group_resample_counts(groups, labels.size, n_resamples, seed)
     out = {}
     for name in metrics:
-        low, high, used = _interval(
-            _metric_values(name, labels, scores, counts, index, threshold), level
-        )
+        values = _metric_values(name, labels, scores, counts, index, threshold)
+        low, high, used = _interval(values, level, counts.shape[1])
         out[name] = {"low": low, "high": high, "n_used": used}
     return out
 
@@ -389,7 +394,7 @@ def paired_bootstrap_diff(
     estimate_b = _point_estimate(metric, labels, scores_b, t_b)
     diff = estimate_a - estimate_b
     diffs = a - b
-    low, high, used = _interval(diffs, level)
+    low, high, used = _interval(diffs, level, counts.shape[1])
     defined = diffs[np.isfinite(diffs)]
     p_value = None
     if used and np.isfinite(diff):
