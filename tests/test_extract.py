@@ -342,6 +342,22 @@ def test_truncated_video_is_flagged_in_its_part(tmp_path: Path) -> None:
         "decoded_frames": 8,
         "truncated": False,
     }
+    merge_parts(tmp_path / "faces", source.records(), "individual", [1.0, 0.0, 0.0])
+    videos = pd.read_csv(tmp_path / "faces" / "videos.csv").set_index("video_id")
+    assert videos.loc["cut.mp4", "truncated"] and not videos.loc["whole.mp4", "truncated"]
+    assert videos.loc["cut.mp4", "decoded_frames"] == cut["decoded_frames"]
+
+
+def test_merge_takes_grouping_from_the_records_not_cached_parts(tmp_path: Path) -> None:
+    source = write_videos(tmp_path / "ds", SPLIT_VIDEOS)
+    records, out = source.records(), tmp_path / "faces"
+    FaceExtractor(WholeImageDetector(), out, ExtractionConfig(num_frames=2), source.root).run(
+        records, progress=False
+    )
+    regrouped = [dataclasses.replace(r, group=f"new_{r.group}") for r in records]
+    merge_parts(out, regrouped, "group", [1.0, 0.0, 0.0])
+    manifest = pd.read_csv(out / "manifest.csv", dtype={"group": str})
+    assert manifest["group"].str.startswith("new_").all()
 
 
 def test_invalid_extraction_settings_fail_before_work() -> None:

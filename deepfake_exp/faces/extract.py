@@ -732,6 +732,12 @@ def merge_parts(
         status, num_faces = "pending", 0
         if ok.exists():
             part = pd.read_csv(ok, dtype={"video_id": str, "group": str, "original": str})
+            # grouping is the records' (it may change, e.g. identity components); the crops
+            # are the part's
+            part = part.assign(
+                label=record.label, group=record.group, original=record.original,
+                source=record.source,
+            )  # fmt: skip
             frames.append(part)
             status, num_faces = "ok", len(part)
         elif failed.exists():
@@ -743,6 +749,7 @@ def merge_parts(
                 "split": split_of[record.video_id], "source": record.source,
                 "status": status, "num_faces": num_faces, "path": record.path,
                 "identities": ";".join(record.identities),
+                **part_frames(out_dir, record.video_id),
             }
         )  # fmt: skip
     failures += [json.loads(p.read_text()) for p in sorted(parts_dir.glob("*.duplicate.json"))]
