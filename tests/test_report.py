@@ -346,3 +346,11 @@ def test_a_run_whose_experiment_changed_is_rerun_or_listed_stale(tmp_path, monke
     assert [c[-1] for c in trained] == [f"hydra.run.dir={runs_dir / 'changed'}"]
     assert runs["same"][1] == "ok" and runs["changed"][1] == "failed"
     assert list(runs_dir.glob("changed.old-*")), "the stale run is kept aside, not deleted"
+
+
+@pytest.mark.parametrize("name", ["default", "full"])
+def test_report_set_baseline_and_notes_name_its_experiments(tmp_path, name: str) -> None:
+    """A misspelt baseline would leave every row unpaired, a misspelt note would be lost."""
+    cfg = compose_config("report", [f"report={name}"], tmp_path)
+    assert cfg.report.baseline in cfg.report.experiments
+    assert set(cfg.report.notes) <= set(cfg.report.experiments)
