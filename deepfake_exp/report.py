@@ -543,7 +543,10 @@ def paired_comparison(
     if len(np.unique(labels)) < 2:
         return {"paired": "not paired (one class in test)"}
     test = delong_test(labels, mine["prob"].to_numpy(), theirs["prob"].to_numpy())
-    groups = mine["group"].astype(str).to_numpy() if "group" in mine else None
+    groups = None
+    if "group" in mine:  # a video without a group (face-less, listed only) is its own group
+        group = mine["group"].astype(object)
+        groups = group.where(group.notna(), mine.index.to_series()).astype(str).to_numpy()
     diff = paired_bootstrap_diff(
         "roc_auc", labels, mine["prob"], theirs["prob"], groups, n_resamples, seed
     )
