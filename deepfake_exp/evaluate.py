@@ -2,9 +2,12 @@
 
 The decision threshold is chosen on the validation split and then applied, unchanged, to the
 test split and to every cross-dataset set; test predictions never influence any choice. The
-same holds for the calibration temperature (fitted on val, reported on test). Writes
-``metrics.json``, per-face and per-video predictions, ``cross_dataset.{csv,md}`` when other
-datasets are given, and plots (PNG + TensorBoard) into the evaluation directory.
+same holds for the calibration temperature (fitted on val, reported on test). Every test
+metric carries a 95% bootstrap interval resampled over groups (identities). Videos without a
+face score 0.5; failed inputs (missing, corrupt, outside-root files) are left out and counted.
+Writes ``metrics.json``, per-face and per-video predictions, ``failed_videos.csv``,
+``cross_dataset.{csv,md}`` when other datasets are given, and plots (PNG + TensorBoard) into
+the evaluation directory.
 """
 
 from __future__ import annotations
