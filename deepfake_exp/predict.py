@@ -1,19 +1,27 @@
 """Score videos and images: ``python -m deepfake_exp.predict ckpt_path=... inputs=[a.mp4,dir/]``.
 
-Each file goes through the preprocessing its checkpoint was trained with, read from the run
-config saved inside the checkpoint: the same frame sampling (``extraction``), face detector
-(``detector``), crop margin and size, JPEG round trip of the crop, eval transform
-(``augmentation``) and face -> video aggregation (``module.video_aggregation``). A file that
-cannot be read, holds no face or is not a media file gets its own status and message; the
-others are still scored. Results: a console table, ``predictions.json`` (with per-frame
-scores) and ``predictions.csv`` in the run directory.
+Each file goes through the preprocessing its checkpoint was trained with: the same frame
+sampling, face detector, crop margin and size and JPEG round trip of the crop, read from the
+run's faces folder (``extraction.json``, what the crops were really made with) or, where that
+folder is absent or was re-extracted since, from the run config inside the checkpoint; then
+the eval transform (``augmentation``) and the face -> video aggregation
+(``module.video_aggregation``). Everything rebuilt from the checkpoint passes the
+``_target_`` allow-list (``trust_checkpoint=true`` skips it, for one's own files only).
+
+Every input gets a row: ``ok``; ``no_face`` (scored 0.5, as evaluation scores a face-less
+video); ``no_media`` (a folder without a video or image); ``error`` (unreadable, missing or
+unsupported, with its reason). The decision threshold is the run's val-chosen one; with TTA,
+one chosen on val with the same TTA (computed from the run's val split when the run chose its
+own without it), else the output says the threshold came from val without that TTA.
+Results: a console table, ``predictions.json`` (with per-frame scores) and
+``predictions.csv`` in the run directory.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,32 +32,45 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.core.config_store import ConfigStore
-from hydra.utils import instantiate
-from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+from deepfake_exp import runs
+from deepfake_exp.data.datamodule import FaceDataModule
 from deepfake_exp.data.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from deepfake_exp.data.video import MediaReadError, read_media
-from deepfake_exp.evaluate import TTAModel, tta_views
+from deepfake_exp.data.video import DecodedFrames, MediaReadError, read_media, video_seed
+from deepfake_exp.evaluate import TTAModel, split_predictions, tta_views
 from deepfake_exp.evaluation.aggregate import AGGREGATORS
+from deepfake_exp.evaluation.threshold import select_threshold
 from deepfake_exp.faces.crop import crop_face
-from deepfake_exp.faces.detectors import FaceDetector
-from deepfake_exp.faces.extract import ExtractionConfig
-from deepfake_exp.inference import load_detector, resolve_checkpoint
+from deepfake_exp.faces.detectors import Detection, FaceDetector
+from deepfake_exp.faces.extract import ExtractionConfig, read_extraction_record
+from deepfake_exp.inference import load_detector, resolve_checkpoint, run_threshold
+from deepfake_exp.inference.safe import safe_instantiate
 from deepfake_exp.utils.io import write_csv, write_json
 from deepfake_exp.utils.run import save_run_info
 
 log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
-OK, NO_FACE, ERROR = "ok", "no_face", "error"
+OK, NO_FACE, NO_MEDIA, ERROR = "ok", "no_face", "no_media", "error"
+NO_FACE_PROB = 0.5  # what evaluation scores a video without a face
+JPEG_FORMATS = frozenset({"jpg", "jpeg"})
 CSV_COLUMNS = [
-    "path", "kind", "status", "fake_prob", "prediction", "threshold", "num_faces",
-    "frames_sampled", "frames_with_face", "reason", "message", "frame_scores",
+    "path", "kind", "status", "fake_prob", "prediction", "threshold", "threshold_source",
+    "num_faces", "frames_sampled", "frames_expected", "truncated", "frames_with_face",
+    "reason", "message", "frame_scores",
 ]  # fmt: skip
 
 
 @dataclass
 class PredictSchema:
+    """``predict``'s keys (documented in ``conf/predict.yaml``).
+
+    ``trust_checkpoint`` skips the ``_target_`` allow-list the checkpoint's stored config is
+    checked against (:mod:`deepfake_exp.inference.safe`). Off by default: a downloaded
+    checkpoint must not run code. Turn it on only for a file you made yourself.
+    """
+
     task_name: str = "predict"
     ckpt_path: str | None = None
     run_dir: str | None = None
@@ -59,6 +80,7 @@ class PredictSchema:
     num_frames: int | None = None
     batch_size: int = 32
     device: str = "cpu"
+    trust_checkpoint: bool = False
     paths: Any = MISSING
 
 
@@ -72,7 +94,8 @@ class NothingScoredError(RuntimeError):
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files to score: files as given, folders replaced by the media files inside (sorted).
 
-    A path that does not exist is kept, so it is reported as missing rather than dropped.
+    A path that does not exist is kept, so it is reported as missing rather than dropped; a
+    folder without media is kept too (it gets a ``no_media`` row).
     """
     files: list[Path] = []
     for entry in inputs:
@@ -83,25 +106,124 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             )
             if not found:
                 log.warning("%s holds no video or image file", path)
-            files.extend(found)
+            files.extend(found or [path])
         else:
             files.append(path)
     return files
 
 
 def media_kind(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
         return "video"
     return "image" if suffix in IMAGE_EXTENSIONS else "other"
 
 
-def _run_threshold(ckpt_path: Path) -> float | None:
-    """The video threshold the training run chose on val, from its ``metrics.json``."""
-    metrics = ckpt_path.resolve().parent.parent / "metrics.json"
-    if not metrics.is_file():
+def is_jpeg(image_format: str) -> bool:
+    """``jpg`` and ``jpeg`` (any case) are one format: crops were saved as JPEG."""
+    return str(image_format).lower() in JPEG_FORMATS
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How the run's crops were made, and where that was read from."""
+
+    extraction: ExtractionConfig
+    detector: Mapping[str, Any]
+    source: str
+
+
+def _extraction_config(settings: Mapping[str, Any]) -> ExtractionConfig:
+    """``ExtractionConfig`` from stored settings, built without ``instantiate``.
+
+    ``image_format`` is canonicalised first (``jpeg`` -> ``jpg``): older configs accepted both.
+    """
+    settings = {k: v for k, v in settings.items() if k != "_target_"}
+    if is_jpeg(settings.get("image_format", "jpg")):
+        settings["image_format"] = "jpg"
+    return ExtractionConfig.from_settings(settings)
+
+
+def crop_settings(cfg: DictConfig, data_fingerprint: Mapping[str, Any] | None) -> CropSettings:
+    """The run's crop settings: its faces folder's ``extraction.json``, else the checkpoint's.
+
+    ``extraction.json`` records what the crops really were made with; the run config may have
+    drifted from it. It is used unless the folder was re-extracted since training (its
+    fingerprint differs from the one the checkpoint stores), or is absent (a checkpoint used
+    on another machine): then the checkpoint's own ``extraction``/``detector`` blocks.
+    """
+    faces_dir = OmegaConf.select(cfg, "data.faces_dir")
+    record = read_extraction_record(faces_dir) if faces_dir else None
+    trained = (data_fingerprint or {}).get("extraction")
+    current = (
+        runs.data_fingerprint(faces_dir)["extraction"]
+        if record is not None and trained and (Path(faces_dir) / runs.MANIFEST).is_file()
+        else None
+    )
+    if current is not None and current != trained:
+        log.warning(
+            "%s was re-extracted after this run trained (extraction fingerprint %s, trained on "
+            "%s): using the crop settings stored in the checkpoint",
+            faces_dir,
+            current,
+            trained,
+        )
+        record = None
+        why = "checkpoint run config (faces folder re-extracted since training)"
+    else:
+        why = "checkpoint run config (no extraction.json in the run's faces folder)"
+    if record is not None:
+        settings = record["settings"]
+        source = str(Path(faces_dir) / "extraction.json")
+        return CropSettings(_extraction_config(settings), dict(settings["detector"]), source)
+    extraction = OmegaConf.to_container(cfg.extraction, resolve=True)
+    detector = OmegaConf.to_container(cfg.detector, resolve=True)
+    return CropSettings(_extraction_config(extraction), detector, why)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The decision threshold and where it came from (``source``, for every output row)."""
+
+    value: float
+    source: str
+
+
+def _val_threshold_with_tta(
+    module: Any, cfg: DictConfig, augmentation: Any, tta: str, criterion: str, batch_size: int
+) -> float | None:
+    """The video threshold chosen on the run's val split scored with ``tta``.
+
+    ``None`` when the run's faces folder is not here. Reading its manifest, the folder must
+    still be the data the run was trained on (``check_data_fingerprint`` refuses otherwise).
+    """
+    faces_dir = OmegaConf.select(cfg, "data.faces_dir")
+    if not faces_dir or not (Path(faces_dir) / "manifest.csv").is_file():
         return None
-    return json.loads(metrics.read_text()).get("thresholds_from_val", {}).get("video")
+    what = f"predict (val threshold with tta={tta})"
+    runs.check_data_fingerprint(getattr(module, "data_fingerprint", None), faces_dir, what)
+    datamodule = FaceDataModule(
+        faces_dir,
+        augmentation,
+        batch_size=batch_size,
+        num_workers=0,
+        max_faces_per_video=OmegaConf.select(cfg, "data.max_faces_per_video"),
+    )
+    _, videos, *_ = split_predictions(module, datamodule, "val", cfg.module.video_aggregation, tta)
+    return float(select_threshold(videos["label"], videos["prob"], criterion))
+
+
+@dataclass
+class FileFaces:
+    """The sampled frames of one file and the faces found in them, cropped as in training."""
+
+    decoded: DecodedFrames
+    positions: list[int]  # index into decoded.frames of each face
+    face_indices: list[int]
+    crops: list[np.ndarray]
+    detections: list[Detection]
 
 
 class Predictor:
@@ -112,9 +234,11 @@ class Predictor:
         device: Where the detector model runs (the face detector too, if it has a device).
         tta: Test-time augmentation policy (``none``, ``flip``, ``york``).
         threshold: P(fake) at or above which a file is called FAKE; ``None``: the run's
-            val-chosen video threshold if its ``metrics.json`` exists, else 0.5.
-        num_frames: Frames sampled per video; ``None``: the run's ``extraction.num_frames``.
+            val-chosen video threshold (see :meth:`_threshold`), else 0.5.
+        num_frames: Frames sampled per video; ``None``: the run's ``extraction.num_frames``
+            (the sample val and test videos were scored on).
         batch_size: Faces per forward pass.
+        trust_checkpoint: Skip the ``_target_`` allow-list (only for one's own files).
     """
 
     def __init__(
@@ -125,57 +249,94 @@ class Predictor:
         threshold: float | None = None,
         num_frames: int | None = None,
         batch_size: int = 32,
+        trust_checkpoint: bool = False,
     ) -> None:
         tta_views(tta)
         self.ckpt_path = Path(ckpt_path)
-        module, cfg = load_detector(self.ckpt_path, map_location=device)
+        module, cfg = load_detector(self.ckpt_path, device, trust_checkpoint)
         self.cfg = cfg
         self.model = TTAModel(module.to(device), tta).eval()
         self.tta = tta
-        self.transform = instantiate(cfg.augmentation).eval_transform()
-        self.extraction: ExtractionConfig = instantiate(cfg.extraction)
+        self.batch_size = batch_size
+        augmentation = safe_instantiate(
+            cfg.augmentation, trust=trust_checkpoint, key="augmentation"
+        )
+        self.transform = augmentation.eval_transform()
+        crops = crop_settings(cfg, module.data_fingerprint)
+        self.extraction, self.crop_settings_source = crops.extraction, crops.source
         self.num_frames = int(num_frames or self.extraction.num_frames)
-        self.detector: FaceDetector = instantiate(self._detector_cfg(cfg.detector, device))
+        detector = OmegaConf.create(dict(crops.detector))
+        same_kind = detector.get("_target_") == cfg.detector.get("_target_")
+        if "device" in detector or (same_kind and "device" in cfg.detector):
+            detector.device = device  # a runtime key: extraction.json leaves it out
+        self.detector: FaceDetector = safe_instantiate(
+            detector, trust=trust_checkpoint, key="detector", what=crops.source
+        )
         self.aggregation = cfg.module.video_aggregation
         if self.aggregation not in AGGREGATORS:
             raise ValueError(f"run config names unknown aggregation {self.aggregation!r}")
-        from_run = _run_threshold(self.ckpt_path)
-        if threshold is not None:
-            self.threshold, self.threshold_source = float(threshold), "given"
-        elif from_run is not None:
-            self.threshold, self.threshold_source = float(from_run), "val (training run)"
-        else:
-            self.threshold, self.threshold_source = 0.5, "default 0.5"
-        self.batch_size = batch_size
+        chosen = self._threshold(threshold, module, augmentation)
+        self.threshold, self.threshold_source = chosen.value, chosen.source
 
-    @staticmethod
-    def _detector_cfg(detector: DictConfig, device: str) -> DictConfig:
-        detector = detector.copy()
-        if "device" in detector:
-            with open_dict(detector):
-                detector.device = device
-        return detector
+    def _threshold(self, given: float | None, module: Any, augmentation: Any) -> Threshold:
+        """``given``; else the run's val threshold if chosen with this TTA; else one chosen now
+        on the run's val split with this TTA; else the run's, flagged as from another TTA."""
+        if given is not None:
+            return Threshold(float(given), "given")
+        run = run_threshold(self.ckpt_path)
+        if run is None:
+            return Threshold(0.5, "default 0.5 (the run has no val threshold)")
+        if run.tta == self.tta:
+            return Threshold(run.video, f"val, tta={run.tta} (training run)")
+        criterion = run.criterion or self.cfg.get("threshold", "f1")
+        value = _val_threshold_with_tta(
+            self.model.module, self.cfg, augmentation, self.tta, criterion, self.batch_size
+        )
+        if value is not None:
+            return Threshold(value, f"val, tta={self.tta} (chosen now on the run's val split)")
+        log.warning(
+            "tta=%s but the run's val threshold was chosen with tta=%s and its faces folder "
+            "is not here to choose another: the threshold does not match the scores' TTA",
+            self.tta,
+            run.tta,
+        )
+        return Threshold(run.video, f"val, tta={run.tta} (not this tta={self.tta})")
 
-    def _faces(self, frames: list[np.ndarray]) -> list[tuple[int, int, np.ndarray, Any]]:
-        """``(frame position, face index, crop, detection)`` for every face kept."""
-        found = []
+    def _decode(self, path: Path) -> DecodedFrames:
+        seed = self.extraction.seed
+        if self.extraction.strategy == "random":  # as preprocessing: hashed with the file's id
+            seed = video_seed(seed, path.stem)
+        return read_media(
+            path, self.num_frames, self.extraction.strategy, self.extraction.every_k, seed
+        )
+
+    def _crop(self, frame: np.ndarray, detection: Detection) -> np.ndarray:
+        """The crop as training read it: cut, resized, and through the JPEG round trip."""
+        crop = crop_face(frame, detection.box, self.extraction.margin, self.extraction.crop_size)
+        if not is_jpeg(self.extraction.image_format):
+            return crop
         params = [cv2.IMWRITE_JPEG_QUALITY, self.extraction.jpeg_quality]
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise RuntimeError("could not JPEG-encode a face crop")
+        return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    def faces(self, path: str | Path) -> FileFaces:
+        """Decode ``path`` and crop every face kept, as preprocessing does.
+
+        Raises:
+            MediaReadError: the file is missing, unreadable or not a video or image.
+        """
+        decoded = self._decode(Path(path))
+        found = FileFaces(decoded, [], [], [], [])
         for position, (frame, detections) in enumerate(
-            zip(frames, self.detector.detect(frames), strict=True)
+            zip(decoded.frames, self.detector.detect(decoded.frames), strict=True)
         ):
             for face_index, detection in enumerate(detections):
-                crop = crop_face(
-                    frame, detection.box, self.extraction.margin, self.extraction.crop_size
-                )
-                if self.extraction.image_format == "jpg":  # training read JPEG crops back
-                    ok, encoded = cv2.imencode(
-                        ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params
-                    )
-                    if ok:
-                        crop = cv2.cvtColor(
-                            cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
-                        )
-                found.append((position, face_index, crop, detection))
+                found.positions.append(position)
+                found.face_indices.append(face_index)
+                found.crops.append(self._crop(frame, detection))
+                found.detections.append(detection)
         return found
 
     @torch.no_grad()
@@ -185,6 +346,9 @@ class Predictor:
             batch = torch.stack([self.transform(c) for c in crops[start : start + self.batch_size]])
             probs.append(self.model.predict_proba(batch.to(self.model.device)).float().cpu())
         return torch.cat(probs).numpy().astype(np.float64)
+
+    def _called(self, fake_prob: float) -> str:
+        return "FAKE" if fake_prob >= self.threshold else "REAL"
 
     def predict_file(self, path: str | Path) -> dict:
         """One file's result: status, P(fake), faces found and per-frame scores."""
@@ -196,37 +360,41 @@ class Predictor:
             "fake_prob": None,
             "prediction": None,
             "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
             "num_faces": 0,
             "frames_sampled": 0,
+            "frames_expected": 0,
+            "truncated": False,
             "frames_with_face": 0,
             "reason": None,
             "message": "",
             "frame_scores": [],
         }
+        if path.is_dir():
+            message = f"{path} holds no video or image file ({', '.join(sorted(MEDIA_EXTENSIONS))})"
+            return {**result, "status": NO_MEDIA, "reason": "no_media", "message": message}
         try:
-            decoded = read_media(
-                path,
-                self.num_frames,
-                self.extraction.strategy,
-                self.extraction.every_k,
-                self.extraction.seed,
-            )
+            found = self.faces(path)
         except MediaReadError as error:
             return {**result, "reason": error.reason, "message": error.detail}
         except cv2.error as error:
             return {**result, "reason": "decode_error", "message": str(error).strip()}
-        faces = self._faces(decoded.frames)
+        decoded = found.decoded
         result["frames_sampled"] = len(decoded.frames)
-        if not faces:
+        result["frames_expected"] = getattr(decoded, "expected_frames", None) or len(decoded.frames)
+        result["truncated"] = bool(getattr(decoded, "truncated", False))
+        if not found.crops:
             return {
                 **result,
                 "status": NO_FACE,
+                "fake_prob": NO_FACE_PROB,
+                "prediction": self._called(NO_FACE_PROB),
                 "reason": "no_face",
-                "message": f"no face found in {len(decoded.frames)} sampled frame(s); "
-                "evaluation would score such a video 0.5",
+                "message": f"no face found in {len(decoded.frames)} sampled frame(s): scored "
+                f"{NO_FACE_PROB}, as evaluation scores such a video",
             }
-        probs = self._score([crop for _, _, crop, _ in faces])
-        fake_prob = AGGREGATORS[self.aggregation](probs)
+        probs = self._score(found.crops)
+        fake_prob = float(AGGREGATORS[self.aggregation](probs))
         frame_scores = [
             {
                 "frame": int(decoded.indices[position]),
@@ -235,21 +403,23 @@ class Predictor:
                 "box": [round(float(v), 1) for v in detection.box],
                 "detector_prob": round(float(detection.prob), 4),
             }
-            for (position, face_index, _, detection), prob in zip(faces, probs, strict=True)
+            for position, face_index, detection, prob in zip(
+                found.positions, found.face_indices, found.detections, probs, strict=True
+            )
         ]
         return {
             **result,
             "status": OK,
-            "fake_prob": float(fake_prob),
-            "prediction": "FAKE" if fake_prob >= self.threshold else "REAL",
-            "num_faces": len(faces),
+            "fake_prob": fake_prob,
+            "prediction": self._called(fake_prob),
+            "num_faces": len(found.crops),
             "frames_with_face": len({s["frame"] for s in frame_scores}),
-            "message": f"{self.aggregation} of {len(faces)} face score(s)",
+            "message": f"{self.aggregation} of {len(found.crops)} face score(s)",
             "frame_scores": frame_scores,
         }
 
     def predict(self, inputs: Iterable[str | Path]) -> list[dict]:
-        """Results for every file of ``inputs`` (folders expanded), in order."""
+        """Results for every input (folders expanded; one row each, whatever happened)."""
         results = []
         for path in expand_inputs(inputs):
             result = self.predict_file(path)
@@ -260,7 +430,7 @@ class Predictor:
 
 
 def results_frame(results: Sequence[dict]) -> pd.DataFrame:
-    """One row per file; per-frame scores condensed to ``frame:prob`` pairs."""
+    """One row per input; per-frame scores condensed to ``frame:prob`` pairs."""
     rows = []
     for result in results:
         condensed = ";".join(f"{s['frame']}:{s['prob']:.4f}" for s in result["frame_scores"])
@@ -268,10 +438,19 @@ def results_frame(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
+def display_paths(paths: Sequence[str | Path]) -> list[str]:
+    """Paths relative to the inputs' common folder: ``a/000.png`` and ``b/000.png`` stay apart."""
+    if not paths:
+        return []
+    absolute = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return [os.path.relpath(p, root) for p in absolute]
+
+
 def format_table(results: Sequence[dict]) -> str:
-    """The console table: one line per file with its status and score."""
+    """The console table: one line per input with its status and score."""
     frame = results_frame(results)
-    frame["file"] = [Path(p).name for p in frame["path"]]
+    frame.insert(0, "file", display_paths(frame["path"].tolist()))
     columns = ["file", "status", "reason", "fake_prob", "prediction", "num_faces", "frames_sampled"]
     shown = frame[[*columns, "message"]].astype(object)
     return shown.where(shown.notna(), "").to_markdown(index=False)  # blank, not "nan"
@@ -289,7 +468,15 @@ def run_predictions(cfg: DictConfig, out_dir: str | Path) -> list[dict]:
     if not cfg.inputs:
         raise ValueError("give the files to score: inputs=[video.mp4,image.png,folder/]")
     ckpt = resolve_checkpoint(cfg.ckpt_path, cfg.run_dir)
-    predictor = Predictor(ckpt, cfg.device, cfg.tta, cfg.threshold, cfg.num_frames, cfg.batch_size)
+    predictor = Predictor(
+        ckpt,
+        cfg.device,
+        cfg.tta,
+        cfg.threshold,
+        cfg.num_frames,
+        cfg.batch_size,
+        trust_checkpoint=cfg.get("trust_checkpoint", False),
+    )
     results = predictor.predict(cfg.inputs)
     meta = {
         "checkpoint": str(ckpt.resolve()),
@@ -298,6 +485,7 @@ def run_predictions(cfg: DictConfig, out_dir: str | Path) -> list[dict]:
         "video_aggregation": predictor.aggregation,
         "tta": predictor.tta,
         "num_frames": predictor.num_frames,
+        "crop_settings_source": predictor.crop_settings_source,
         "inputs": OmegaConf.to_container(cfg.inputs),
     }
     write_predictions(out_dir, results, meta)
@@ -310,7 +498,7 @@ def require_scored(results: Sequence[dict], out_dir: str | Path) -> None:
         return
     counts = pd.Series([r["status"] for r in results], dtype=object).value_counts().to_dict()
     raise NothingScoredError(
-        f"none of {len(results)} file(s) could be scored ({counts}); see "
+        f"none of {len(results)} input(s) could be scored ({counts}); see "
         f"{Path(out_dir) / 'predictions.csv'}"
     )
 

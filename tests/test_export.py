@@ -40,7 +40,7 @@ def _face_batch(run_dir: Path, transform, n: int = 5) -> torch.Tensor:
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_checkpoint_matches_pytorch(trained_run, tmp_path, fmt: str) -> None:
-    from deepfake_exp.inference import load_detector
+    from deepfake_exp.inference import load_detector, safe_instantiate
 
     ckpt = trained_run / "checkpoints" / "best.ckpt"
     info = export.export_checkpoint(ckpt, tmp_path, fmt)
@@ -51,9 +51,10 @@ def test_exported_checkpoint_matches_pytorch(trained_run, tmp_path, fmt: str) ->
     assert saved["input"]["shape"] == ["batch", 3, 64, 64]
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert saved["video_threshold_from_val"] == metrics["thresholds_from_val"]["video"]
+    assert saved["video_threshold_tta"] == metrics["tta"]  # chosen on scores with this TTA
 
     module, cfg = load_detector(ckpt)
-    images = _face_batch(trained_run, instantiate(cfg.augmentation).eval_transform())
+    images = _face_batch(trained_run, safe_instantiate(cfg.augmentation).eval_transform())
     with torch.no_grad():
         expected = module.predict_proba(images).numpy()
     got = export.load_exported(path)(images.numpy())
