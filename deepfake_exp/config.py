@@ -160,6 +160,9 @@ class EvaluateSchema:
     batch_size: int = 64
     num_workers: int = 2
     plots: bool = True
+    # Skip the checkpoint's _target_ allow-list (deepfake_exp/inference/safe.py). Off: a
+    # downloaded checkpoint must not run code; on only for a file you made yourself.
+    trust_checkpoint: bool = False
     paths: Any = MISSING
 
 
