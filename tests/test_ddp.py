@@ -90,7 +90,7 @@ def test_ddp_validation_metrics_equal_a_single_process_run(tiny_faces, tmp_path:
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=550)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (ddp_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran, in the same run dir
-    info = json.loads((ddp_dir / "run_info.json").read_text())
+    (info,) = json.loads((ddp_dir / "run_info.json").read_text())  # one invocation
     assert "train_ddp_process" not in info["command"]  # rank 0 wrote it: the user's command
 
     single = compose_config("train", [*TINY_VIT, *FROZEN], tiny_faces)

@@ -107,7 +107,7 @@ def test_every_run_records_config_code_version_packages_and_command(
     assert config.paths.output_dir == str(run_dir)  # resolved, not ${hydra:...}
     assert "${" not in (run_dir / "config.yaml").read_text()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
-    info = json.loads((run_dir / "run_info.json").read_text())
+    (info,) = json.loads((run_dir / "run_info.json").read_text())  # one invocation so far
     assert "seed=7" in info["command"] and "optimizer.lr=0.002" in info["command"]
     assert info["git"]["commit"] == git("rev-parse", "HEAD")
     if info["git"]["commit"] is not None:  # a checkout: uncommitted changes are flagged

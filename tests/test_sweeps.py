@@ -327,9 +327,9 @@ def test_grid_sweep_runs_are_comparable_in_tensorboard(grid_sweep: Path) -> None
     for _, row in finished.iterrows():
         hparams, metric_tags, events = hparams_of(Path(row["run_dir"]) / "tensorboard")
         assert hparams["optimizer/lr"] == pytest.approx(1e-3) and hparams["seed"] == 42
-        schedulers.add(hparams["scheduler/_target_"])
-        assert f"hparams/{METRIC}" in metric_tags
-        (logged,) = events.Scalars(f"hparams/{METRIC}")
+        schedulers.add(hparams["scheduler"])  # the group's chosen option
+        assert "hparams/best_val" in metric_tags and hparams["selected_on"] == METRIC
+        (logged,) = events.Scalars("hparams/best_val")
         assert logged.value == pytest.approx(row[METRIC])
         scalars = set(events.Tags()["scalars"])
         assert {"train/loss", "val/loss", "val/auc", "val/video_auc"} <= scalars
