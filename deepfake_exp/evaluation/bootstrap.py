@@ -5,10 +5,10 @@ seed. Every headline number therefore carries a percentile bootstrap interval re
 *groups* (identities): faces and videos of one identity are not independent, and resampling
 them one by one would make the interval too narrow.
 
-A resample draws as many groups as there are, with replacement; it is represented by integer
-weights per sample (how often its group was drawn), so the built-in metrics of
-:data:`WEIGHTED_METRICS` are computed for a whole chunk of resamples at once with array
-operations (1000 resamples over a few hundred videos take milliseconds). Any other callable
+A resample draws as many groups as there are, with replacement; it is represented by how
+often each group was drawn, and the built-in metrics of :data:`WEIGHTED_METRICS` are sums
+over samples precomputed per group, so a whole chunk of resamples costs a few matrix products
+(1000 resamples of all eight metrics over a few hundred videos take milliseconds). Any other callable
 ``metric(labels, scores) -> float`` works too, one resample at a time. Resamples where a metric
 is undefined (one class only for ROC-AUC, no fakes for recall...) are skipped and counted:
 ``n_used`` says how many made the interval.
@@ -18,47 +18,93 @@ Pure functions over arrays; nothing here imports training code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import norm
 
 from deepfake_exp.evaluation.metrics import LOG_LOSS_EPS, as_binary_arrays, has_both_classes
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
-# Elements of one (resamples x samples) weight chunk: bounds memory on face-level sets.
+# Elements of one (resamples x score blocks) chunk: bounds memory on face-level sets.
 _CHUNK_ELEMENTS = 2_000_000
 
 Metric = str | Callable[[np.ndarray, np.ndarray], float]
 
 
 # --------------------------------------------------------------------------------------------
-# Weighted metrics: one value per row of a (resamples x samples) weight matrix
+# Weighted metrics: one value per resample, from per-group counts
 # --------------------------------------------------------------------------------------------
 
 
-class _Ranked:
-    """Samples sorted by score (descending) and cut into blocks of tied scores.
+class _Prepared:
+    """Per-group sufficient statistics of one set of predictions at one threshold.
 
-    Ranking metrics only depend on how much positive and negative weight each block of tied
-    scores holds, so they are computed on (resamples x blocks) sums; ties count half, as in
-    the Mann-Whitney statistic and scikit-learn.
+    A resample is a vector of group counts, and every metric here is a function of sums over
+    samples, so each sum is precomputed per group (confusion cells, log-loss) or per group and
+    block of tied scores (ranking metrics), and a chunk of resamples costs a few matrix
+    products. Ties count half, as in the Mann-Whitney statistic and scikit-learn.
     """
 
-    def __init__(self, labels: np.ndarray, scores: np.ndarray) -> None:
-        self.order = np.argsort(-scores, kind="stable")
-        sorted_scores = scores[self.order]
-        self.starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-        self.positive = labels[self.order].astype(np.float64)
+    def __init__(
+        self,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        index: np.ndarray,
+        num_groups: int,
+        threshold: float,
+    ) -> None:
+        order = np.argsort(-scores, kind="stable")  # highest score first
+        sorted_scores = scores[order]
+        starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+        block = np.empty(scores.size, dtype=np.int64)
+        block[order] = np.cumsum(starts) - 1
+        self.num_blocks = int(starts.sum())
+        self.num_groups = num_groups
+        fake = labels == 1
+        shape = (self.num_blocks, num_groups)
+        self.pos = sparse.csr_matrix((np.ones(fake.sum()), (block[fake], index[fake])), shape)
+        self.neg = sparse.csr_matrix((np.ones((~fake).sum()), (block[~fake], index[~fake])), shape)
+        predicted = scores >= threshold
+        cells = (predicted & fake, predicted & ~fake, ~predicted & fake, ~predicted & ~fake)
+        self.confusion = np.stack(
+            [np.bincount(index, weights=cell, minlength=num_groups) for cell in cells], axis=1
+        )  # groups x (tp, fp, fn, tn)
+        clipped = np.clip(scores, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+        losses = -(labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped))
+        self.loss = np.bincount(index, weights=losses, minlength=num_groups)
+        self.size = np.bincount(index, minlength=num_groups).astype(np.float64)
 
-    def block_sums(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positive and negative weight per block of tied scores, highest scores first."""
-        w = weights[:, self.order]
-        pos = np.add.reduceat(w * self.positive, self.starts, axis=1)
-        neg = np.add.reduceat(w * (1.0 - self.positive), self.starts, axis=1)
-        return pos, neg
+
+class _Chunk:
+    """The sums of one chunk of resamples (``counts``: resamples x groups), computed once."""
+
+    def __init__(self, prepared: _Prepared, counts: np.ndarray) -> None:
+        self.prepared = prepared
+        self.counts = counts
+        self._blocks: tuple[np.ndarray, np.ndarray] | None = None
+        self._confusion: np.ndarray | None = None
+
+    @property
+    def blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positive and negative weight per block of tied scores (resamples x blocks)."""
+        if self._blocks is None:
+            transposed = self.counts.T
+            self._blocks = (
+                np.asarray(self.prepared.pos @ transposed).T,
+                np.asarray(self.prepared.neg @ transposed).T,
+            )
+        return self._blocks
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """Weighted (tp, fp, fn, tn) per resample; ``score >= threshold`` is predicted FAKE."""
+        if self._confusion is None:
+            self._confusion = self.counts @ self.prepared.confusion
+        return self._confusion
 
 
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -69,27 +115,27 @@ def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         )
 
 
-def _roc_auc(ranked: _Ranked, weights: np.ndarray) -> np.ndarray:
-    pos, neg = ranked.block_sums(weights)
+def _roc_auc(chunk: _Chunk) -> np.ndarray:
+    pos, neg = chunk.blocks
     total_neg = neg.sum(axis=1, keepdims=True)
     neg_below = total_neg - np.cumsum(neg, axis=1)  # negatives scored strictly lower
     wins = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
     return _divide(wins, pos.sum(axis=1) * total_neg[:, 0])
 
 
-def _average_precision(ranked: _Ranked, weights: np.ndarray) -> np.ndarray:
+def _average_precision(chunk: _Chunk) -> np.ndarray:
     """scikit-learn's AP: sum over thresholds of (recall step) x precision, no interpolation."""
-    pos, neg = ranked.block_sums(weights)
+    pos, neg = chunk.blocks
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     precision = np.nan_to_num(_divide(tp, tp + fp))  # a block with no weight adds no recall
     return _divide((pos * precision).sum(axis=1), pos.sum(axis=1))
 
 
-def _eer(ranked: _Ranked, weights: np.ndarray) -> np.ndarray:
+def _eer(chunk: _Chunk) -> np.ndarray:
     """Equal error rate, interpolated where FNR - FPR crosses zero (as ``equal_error_rate``)."""
-    pos, neg = ranked.block_sums(weights)
+    pos, neg = chunk.blocks
     total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
-    zero = np.zeros((len(weights), 1))
+    zero = np.zeros((len(pos), 1))
     tpr = np.hstack([zero, np.cumsum(pos, axis=1)]) / np.where(total_pos > 0, total_pos, 1)[:, None]
     fpr = np.hstack([zero, np.cumsum(neg, axis=1)]) / np.where(total_neg > 0, total_neg, 1)[:, None]
     gap = (1.0 - tpr) - fpr  # +1 at the first point, non-increasing, -1 at the last
@@ -105,65 +151,49 @@ def _eer(ranked: _Ranked, weights: np.ndarray) -> np.ndarray:
     return np.where((total_pos > 0) & (total_neg > 0), eer, np.nan)
 
 
-def _confusion(
-    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted (tp, fp, fn, tn) per resample; ``score >= threshold`` is predicted FAKE."""
-    predicted = scores >= threshold
-    fake = labels == 1
-    cells = [(predicted == p) & (fake == f) for p, f in ((1, 1), (1, 0), (0, 1), (0, 0))]
-    tp, fp, fn, tn = (weights @ cell.astype(np.float64) for cell in cells)
-    return tp, fp, fn, tn
+def _log_loss(chunk: _Chunk) -> np.ndarray:
+    return _divide(chunk.counts @ chunk.prepared.loss, chunk.counts @ chunk.prepared.size)
 
 
-def _log_loss(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    clipped = np.clip(scores, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
-    losses = -(labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped))
-    return _divide(weights @ losses, weights.sum(axis=1))
+def _accuracy(chunk: _Chunk) -> np.ndarray:
+    tp, fp, fn, tn = chunk.confusion.T
+    return _divide(tp + tn, tp + fp + fn + tn)
 
 
-def _threshold_metric(name: str) -> Callable[..., np.ndarray]:
-    def compute(labels, scores, weights, threshold, ranked):  # noqa: ARG001 (uniform signature)
-        tp, fp, fn, tn = _confusion(labels, scores, weights, threshold)
-        if name == "accuracy":
-            return _divide(tp + tn, tp + fp + fn + tn)
-        if name == "precision":
-            return _divide(tp, tp + fp)
-        if name == "recall":
-            return _divide(tp, tp + fn)
-        # f1 is undefined without fakes in the resample (recall is)
-        return np.where(tp + fn > 0, _divide(2 * tp, 2 * tp + fp + fn), np.nan)
-
-    compute.__name__ = name
-    return compute
+def _precision(chunk: _Chunk) -> np.ndarray:
+    tp, fp, _, _ = chunk.confusion.T
+    return _divide(tp, tp + fp)
 
 
-WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray, float, _Ranked], np.ndarray]
+def _recall(chunk: _Chunk) -> np.ndarray:
+    tp, _, fn, _ = chunk.confusion.T
+    return _divide(tp, tp + fn)
 
-WEIGHTED_METRICS: dict[str, WeightedMetric] = {
-    "roc_auc": lambda labels, scores, weights, threshold, ranked: _roc_auc(ranked, weights),
-    "average_precision": lambda labels, scores, weights, threshold, ranked: _average_precision(
-        ranked, weights
-    ),
-    "eer": lambda labels, scores, weights, threshold, ranked: _eer(ranked, weights),
-    "log_loss": lambda labels, scores, weights, threshold, ranked: _log_loss(
-        labels, scores, weights
-    ),
-    **{name: _threshold_metric(name) for name in ("accuracy", "precision", "recall", "f1")},
+
+def _f1(chunk: _Chunk) -> np.ndarray:
+    tp, fp, fn, _ = chunk.confusion.T
+    return np.where(tp + fn > 0, _divide(2 * tp, 2 * tp + fp + fn), np.nan)  # no fakes: undefined
+
+
+WEIGHTED_METRICS: dict[str, Callable[[_Chunk], np.ndarray]] = {
+    "roc_auc": _roc_auc,
+    "average_precision": _average_precision,
+    "eer": _eer,
+    "log_loss": _log_loss,
+    "accuracy": _accuracy,
+    "precision": _precision,
+    "recall": _recall,
+    "f1": _f1,
 }
 """Metrics computed for many resamples at once; each matches ``binary_metrics`` on the
 resampled data (tests check it), except that undefined values are NaN instead of 0."""
 
-CI_METRICS = (
-    "roc_auc",
-    "average_precision",
-    "eer",
-    "log_loss",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-)
+CI_METRICS = tuple(WEIGHTED_METRICS)
+
+
+def _check_metric(name: str) -> None:
+    if name not in WEIGHTED_METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(WEIGHTED_METRICS)}")
 
 
 def weighted_metric(
@@ -174,11 +204,11 @@ def weighted_metric(
     threshold: float = 0.5,
 ) -> np.ndarray:
     """Metric ``name`` for each row of ``weights`` (resamples x samples, integer counts)."""
-    if name not in WEIGHTED_METRICS:
-        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(WEIGHTED_METRICS)}")
+    _check_metric(name)
     labels, scores = as_binary_arrays(labels, scores)
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    return WEIGHTED_METRICS[name](labels, scores, weights, threshold, _Ranked(labels, scores))
+    prepared = _Prepared(labels, scores, np.arange(labels.size), labels.size, threshold)
+    return WEIGHTED_METRICS[name](_Chunk(prepared, weights))
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,34 +245,47 @@ def group_resample_counts(
     return counts, index
 
 
-def _weight_chunks(counts: np.ndarray, index: np.ndarray) -> Iterator[np.ndarray]:
-    """Per-sample weights ``counts[:, index]`` in chunks of resamples that fit in memory."""
-    step = max(1, _CHUNK_ELEMENTS // max(index.size, 1))
-    for start in range(0, len(counts), step):
-        yield counts[start : start + step][:, index].astype(np.float64)
-
-
-def _metric_values(
-    metric: Metric,
+def _values(
+    metrics: Sequence[Metric],
     labels: np.ndarray,
     scores: np.ndarray,
     counts: np.ndarray,
     index: np.ndarray,
     threshold: float,
+) -> list[np.ndarray]:
+    """Each metric on every resample (NaN where undefined), the sums shared between them."""
+    values: list[np.ndarray] = []
+    named = [m for m in metrics if isinstance(m, str)]
+    for name in named:
+        _check_metric(name)
+    if named:
+        prepared = _Prepared(labels, scores, index, counts.shape[1], threshold)
+        width = max(prepared.num_blocks, prepared.num_groups, 1)
+        step = max(1, _CHUNK_ELEMENTS // width)
+        chunks = [
+            _Chunk(prepared, counts[start : start + step].astype(np.float64))
+            for start in range(0, len(counts), step)
+        ]
+    for metric in metrics:
+        if isinstance(metric, str):
+            values.append(np.concatenate([WEIGHTED_METRICS[metric](chunk) for chunk in chunks]))
+        else:
+            values.append(_callable_values(metric, labels, scores, counts, index))
+    return values
+
+
+def _callable_values(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    counts: np.ndarray,
+    index: np.ndarray,
 ) -> np.ndarray:
-    """The metric on every resample (NaN where undefined)."""
-    if isinstance(metric, str):
-        if metric not in WEIGHTED_METRICS:
-            raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(WEIGHTED_METRICS)}")
-        ranked = _Ranked(labels, scores)
-        compute = WEIGHTED_METRICS[metric]
-        return np.concatenate(
-            [compute(labels, scores, w, threshold, ranked) for w in _weight_chunks(counts, index)]
-        )
+    """Any ``metric(labels, scores)``, one resample at a time (the data repeated per draw)."""
     values = np.full(len(counts), np.nan)
     samples = np.arange(index.size)
-    for r, weights in enumerate(counts[:, index]):
-        picked = np.repeat(samples, weights)
+    for r, row in enumerate(counts):
+        picked = np.repeat(samples, row[index].astype(np.int64))
         try:
             values[r] = float(metric(labels[picked], scores[picked]))
         except ValueError:  # e.g. scikit-learn refusing a one-class ROC-AUC
@@ -253,14 +296,9 @@ def _metric_values(
 def _point_estimate(
     metric: Metric, labels: np.ndarray, scores: np.ndarray, threshold: float
 ) -> float:
-    if isinstance(metric, str):
-        return float(
-            weighted_metric(metric, labels, scores, np.ones((1, labels.size)), threshold)[0]
-        )
-    try:
-        return float(metric(labels, scores))
-    except ValueError:
-        return float("nan")
+    """The metric on the data itself (every group once)."""
+    index, ones = np.arange(labels.size), np.ones((1, labels.size))
+    return float(_values([metric], labels, scores, ones, index, threshold)[0][0])
 
 
 def _interval(
@@ -319,7 +357,7 @@ def bootstrap_ci(
     _check_level(level)
     labels, scores = as_binary_arrays(labels, scores)
     counts, index = group_resample_counts(groups, labels.size, n_resamples, seed)
-    values = _metric_values(metric, labels, scores, counts, index, threshold)
+    (values,) = _values([metric], labels, scores, counts, index, threshold)
     low, high, used = _interval(values, level, counts.shape[1])
     return {
         "estimate": _finite_or_none(_point_estimate(metric, labels, scores, threshold)),
@@ -349,8 +387,9 @@ def bootstrap_metrics(
     labels, scores = as_binary_arrays(labels, scores)
     counts, index = group_resample_counts(groups, labels.size, n_resamples, seed)
     out = {}
-    for name in metrics:
-        values = _metric_values(name, labels, scores, counts, index, threshold)
+    for name, values in zip(
+        metrics, _values(metrics, labels, scores, counts, index, threshold), strict=True
+    ):
         low, high, used = _interval(values, level, counts.shape[1])
         out[name] = {"low": low, "high": high, "n_used": used}
     return out
@@ -388,8 +427,8 @@ def paired_bootstrap_diff(
     _, scores_b = as_binary_arrays(labels, scores_b)
     t_a, t_b = threshold if isinstance(threshold, tuple | list) else (threshold, threshold)
     counts, index = group_resample_counts(groups, labels.size, n_resamples, seed)
-    a = _metric_values(metric, labels, scores_a, counts, index, t_a)
-    b = _metric_values(metric, labels, scores_b, counts, index, t_b)
+    (a,) = _values([metric], labels, scores_a, counts, index, t_a)
+    (b,) = _values([metric], labels, scores_b, counts, index, t_b)
     estimate_a = _point_estimate(metric, labels, scores_a, t_a)
     estimate_b = _point_estimate(metric, labels, scores_b, t_b)
     diff = estimate_a - estimate_b
