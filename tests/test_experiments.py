@@ -181,6 +181,22 @@ def test_study_experiment_builds_the_model_its_study_trained(compose_cfg, name: 
     assert widths == ([recipe.hidden] if recipe.hidden else []) + [recipe.logits]
 
 
+def test_report_york_row_builds_b0_whose_batchnorm_adapts_in_a_short_run(compose_cfg) -> None:
+    """The CPU report's York row departs from efficientnet-pytorch's TF-style BN momentum
+    (PyTorch 0.01) as its note says; the study's experiment itself keeps the library's."""
+    import deepfake_exp.report  # noqa: F401  (registers the report schema)
+
+    report = compose_cfg("report", [])
+    row = [*report.report.common, *report.report.experiments.york_efficientnet_b0]
+    for overrides, momentum in ((row, 0.1), (["experiment=york_efficientnet_b7"], 0.01)):
+        cfg = compose_cfg(
+            "train",
+            [*overrides, "model=efficientnet_b0", "model.pretrained=false", "model.input_size=64"],
+        )
+        norms = [m for m in instantiate(cfg.model).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert norms and {round(m.momentum, 6) for m in norms} == {momentum}
+
+
 def test_studies_sharing_a_faces_dir_share_its_sampling_and_split(compose_cfg) -> None:
     """Preprocessing skips videos already done in a faces dir and fixes the split there, so two
     experiments may only share one if they would write the same faces and splits."""

@@ -224,9 +224,17 @@ class EfficientNetBackbone(_LibraryBackbone):
         input_size: int = 224,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        batch_norm_momentum: float | None = None,
     ) -> None:
-        """Build ``arch``; ``weights_path`` (a local state dict) wins over ``pretrained``."""
-        model = EfficientNet.from_name(arch, image_size=int(input_size))
+        """Build ``arch``; ``weights_path`` (a local state dict) wins over ``pretrained``.
+
+        ``batch_norm_momentum`` is the library's TF-style value (default 0.99, i.e. PyTorch's
+        0.01): from random weights a few hundred CPU steps leave the running statistics near
+        their initial values and eval-mode outputs near-constant; 0.9 (PyTorch's 0.1) suits
+        such short runs.
+        """
+        extra = {} if batch_norm_momentum is None else {"batch_norm_momentum": batch_norm_momentum}
+        model = EfficientNet.from_name(arch, image_size=int(input_size), **extra)
         if pretrained or weights_path is not None:
             load_pretrained(model, url=efficientnet_weights_url(arch), weights_path=weights_path)
         super().__init__(model, input_size, mean, std)
