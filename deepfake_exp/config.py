@@ -18,6 +18,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from deepfake_exp.data.splits import POLICIES
+
+SPLIT_POLICIES = tuple(sorted(POLICIES))
+
 
 @dataclass
 class ExtractionSchema:
@@ -295,6 +299,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     ratios = _select(cfg, "split.ratios")
     if OmegaConf.is_list(ratios):
         problems.extend(_ratio_problems(ratios))
+    policy = _select(cfg, "split.policy")
+    if isinstance(policy, str) and policy not in SPLIT_POLICIES:
+        problems.append(f"split.policy={policy!r}: must be one of {', '.join(SPLIT_POLICIES)}")
     image_format = _select(cfg, "extraction.image_format")
     if isinstance(image_format, str):
         problems.extend(_image_format_problems(image_format))

@@ -20,7 +20,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_exp import config as _config  # noqa: F401  (registers the schemas)
+from deepfake_exp.config import validate_config  # (importing registers the schemas)
 from deepfake_exp.data.records import MediaRecord
 from deepfake_exp.data.sources.base import Source
 from deepfake_exp.faces.extract import (
@@ -117,6 +117,7 @@ def _extract(cfg: DictConfig, source: Source, out_dir: Path) -> tuple:
 
 def preprocess(cfg: DictConfig) -> dict:
     """Run extraction (and the merge) for ``cfg.dataset``; returns the summary."""
+    validate_config(cfg)  # ranges and choices fail here, not after hours of extraction
     source: Source = instantiate(cfg.dataset)
     out_dir = Path(cfg.out_dir).resolve()
     if cfg.num_shards == 1:

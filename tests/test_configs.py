@@ -200,6 +200,7 @@ def test_non_integer_max_epochs_fails_at_compose_naming_the_key(compose_cfg, val
         (["module.head_dropout=1.0"], r"module\.head_dropout=1\.0"),
         (["optimizer.lr=-0.1"], r"optimizer\.lr=-0\.1"),
         (["seed=-1"], r"seed=-1"),
+        (["split.policy=grop"], r"split\.policy='grop': must be one of group, individual"),
     ],
 )
 def test_out_of_range_values_are_named(compose_cfg, overrides: list[str], expected: str) -> None:
@@ -222,3 +223,15 @@ def test_no_absolute_paths_in_conf() -> None:
         for line in path.read_text().splitlines():
             value = line.split("#")[0].split(":", 1)[-1].strip()
             assert not value.startswith("/"), f"{path}: absolute path in {line!r}"
+
+
+def test_preprocess_refuses_bad_values_before_reading_the_dataset(compose_cfg, tmp_path) -> None:
+    from deepfake_exp.preprocess import preprocess
+
+    cfg = compose_cfg(
+        "preprocess",
+        ["split.policy=grop", f"out_dir={tmp_path / 'faces'}", "dataset.root=/nonexistent"],
+    )
+    with pytest.raises(ConfigValueError, match="split.policy='grop'"):
+        preprocess(cfg)
+    assert not (tmp_path / "faces").exists()  # nothing was started
