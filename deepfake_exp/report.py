@@ -53,6 +53,7 @@ from deepfake_exp import config as _config  # noqa: F401  (registers the train s
 from deepfake_exp.evaluate import plot_roc_overlay
 from deepfake_exp.evaluation import plots
 from deepfake_exp.evaluation.bootstrap import delong_test, paired_bootstrap_diff
+from deepfake_exp.runs import DataMismatchError, check_data_fingerprint
 from deepfake_exp.utils.io import atomic_write, write_csv, write_json
 from deepfake_exp.utils.run import save_run_info
 
@@ -462,6 +463,23 @@ def published_vs_measured(published: Any, metrics: dict) -> str:
     return "; ".join(parts)
 
 
+def data_changed_reason(cfg: DictConfig, summary: dict) -> str:
+    """Why the run's faces folder is no longer the data it was scored on ('' if it still is).
+
+    A run whose test split was rewritten since (another ``split.seed``, other crops) must not
+    enter a table next to runs on the current split.
+    """
+    stored = summary.get("data_fingerprint")
+    faces_dir = (cfg.get("data") or {}).get("faces_dir")
+    if not stored or not faces_dir or not (Path(faces_dir) / "manifest.csv").is_file():
+        return ""
+    try:
+        check_data_fingerprint(stored, faces_dir, what="report")
+    except DataMismatchError as error:
+        return str(error)
+    return ""
+
+
 def run_row(
     name: str, run_dir: Path, status: str = "ok", message: str = "", note: str = ""
 ) -> dict[str, Any]:
@@ -481,6 +499,8 @@ def run_row(
         status, message = "failed", message or str(summary.get("error", ""))
     elif not metrics and status == "ok":
         status = "unfinished"
+    elif status == "ok" and (changed := data_changed_reason(cfg, summary)):
+        status, message = "data_changed", changed
     row: dict[str, Any] = {
         "name": name,
         "status": status,

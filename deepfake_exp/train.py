@@ -467,10 +467,15 @@ def _main(cfg: DictConfig) -> float | None:
             return None
     if not math.isfinite(best):
         log.warning("no checkpoint was selected (no validation metric logged)")
-    video_auc = (summary.get("test") or {}).get("video", {}).get("roc_auc")
+    video = (summary.get("test") or {}).get("video", {})
     print(f"\nbest {cfg.optimized_metric} = {best:.4f} (epoch {summary['best_epoch']})")
-    if video_auc is not None:
-        print(f"test video ROC-AUC = {video_auc:.4f} (held-out identities)")
+    if video.get("roc_auc") is not None:
+        low, high = video.get("roc_auc_ci") or (None, None)
+        interval = f" [95% CI {low:.3f}, {high:.3f}]" if low is not None else " (no CI)"
+        print(
+            f"test video ROC-AUC = {video['roc_auc']:.4f}{interval} on {video.get('n')} videos "
+            "(held-out identities; split report: split_report.json in the faces folder)"
+        )
     print(f"run directory: {run_dir.resolve()}")
     print(f"TensorBoard:   tensorboard --logdir {run_dir.resolve()}   (or: make tensorboard)")
     print(f"resume:        python -m deepfake_exp.train resume={run_dir.resolve()}")

@@ -354,3 +354,15 @@ def test_report_set_baseline_and_notes_name_its_experiments(tmp_path, name: str)
     cfg = compose_config("report", [f"report={name}"], tmp_path)
     assert cfg.report.baseline in cfg.report.experiments
     assert set(cfg.report.notes) <= set(cfg.report.experiments)
+
+
+@pytest.mark.slow
+def test_a_run_whose_data_was_resplit_is_not_reported_as_ok(trained_run, tmp_path) -> None:
+    copy = tmp_path / "resplit_run"
+    shutil.copytree(trained_run, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["data_fingerprint"]["splits_sha256"] = "another split.seed"
+    (copy / "summary.json").write_text(json.dumps(summary))
+    table = report.build_report(report_cfg(tmp_path, [f"run_dirs=[{trained_run},{copy}]"]))
+    status = dict(zip(table["name"], table["status"], strict=True))
+    assert status == {trained_run.name: "ok", "resplit_run": "data_changed"}
