@@ -39,6 +39,7 @@ from deepfake_exp.data.datamodule import (
     cap_faces_per_video,
     read_manifest,
     read_videos,
+    select_sample,
 )
 from deepfake_exp.data.records import LABEL_NAMES
 from deepfake_exp.evaluation import plots
@@ -463,7 +464,10 @@ def external_predictions(
     because the run trained or selected on them (``seen``). Faces per video are capped as in
     training (``max_faces_per_video``).
     """
-    manifest = cap_faces_per_video(read_manifest(faces_dir), max_faces_per_video)
+    # the label-independent eval sample: per-class frame counts balance training only
+    manifest = cap_faces_per_video(
+        select_sample(read_manifest(faces_dir), train=False), max_faces_per_video
+    )
     listed, failed = listed_videos(faces_dir)
     tables = [t for t in (manifest, listed, failed) if t is not None]
     known = pd.concat([t[[c for c in ("source", "video_id") if c in t]] for t in tables])

@@ -544,3 +544,30 @@ def test_vit_gets_attention_rollout_and_cnn_gets_gradcam_on_the_last_conv_block(
         assert np.isfinite(maps).all() and maps.max() == pytest.approx(1.0, abs=1e-5)
         if method == "Grad-CAM":
             assert last_conv_block(module.backbone.blocks()) is module.backbone.model.layer4[-1]
+
+
+def test_cross_dataset_scores_only_the_label_independent_eval_sample(tmp_path, monkeypatch):
+    """Per-class training frames (York: 40 per REAL) must not enter another set's scores."""
+    import deepfake_exp.evaluate as evaluate_module
+
+    faces = tmp_path / "other"
+    faces.mkdir()
+    pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b"],
+            "face_path": ["f/a0.png", "f/a1.png", "f/b0.png", "f/b1.png"],
+            "label": [0, 0, 1, 1],
+            "split": ["test"] * 4,
+            "eval_frame": [True, False, True, True],
+            "train_frame": [True, True, False, True],
+        }
+    ).to_csv(faces / "manifest.csv", index=False)
+    scored = {}
+
+    def fake_predict(module, manifest, *args, **kwargs):
+        scored["faces"] = manifest["face_path"].tolist()
+        return manifest.assign(prob=0.5)
+
+    monkeypatch.setattr(evaluate_module, "predict_faces", fake_predict)
+    evaluate_module.external_predictions(None, faces, None, "mean", "none", 4, 0)
+    assert scored["faces"] == ["f/a0.png", "f/b0.png", "f/b1.png"]
