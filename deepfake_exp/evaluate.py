@@ -686,7 +686,7 @@ def evaluate_checkpoint(
     module, cfg = load_detector(ckpt_path, trust_checkpoint=trust_checkpoint)
     trained_on = Path(cfg.data.faces_dir)
     faces_dir = Path(faces_dir or trained_on)
-    data_check = check_run_data(ckpt_path, module, faces_dir, trained_on)
+    data_check = check_run_data(module, faces_dir, trained_on)
     faces_root = Path(faces_root) if faces_root else faces_dir.parent
     aggregation = video_aggregation or cfg.module.video_aggregation
     datamodule = FaceDataModule(
@@ -772,16 +772,7 @@ def evaluate_checkpoint(
     return metrics
 
 
-def stored_data_fingerprint(ckpt_path: str | Path, module: Any) -> dict | None:
-    """The checkpoint's ``data_fingerprint`` (``None``: a run older than fingerprints)."""
-    stored = getattr(module, "data_fingerprint", None)
-    if stored is None:  # a loader that did not attach it: read the entry itself
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        stored = checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
-    return stored
-
-
-def check_run_data(ckpt_path: str | Path, module: Any, faces_dir: Path, trained_on: Path) -> str:
+def check_run_data(module: Any, faces_dir: Path, trained_on: Path) -> str:
     """Refuse to score the run's own faces folder if it is no longer the data it trained on.
 
     Another folder (``faces_dir=`` elsewhere, cross-dataset sets) is other data by design and
@@ -794,7 +785,7 @@ def check_run_data(ckpt_path: str | Path, module: Any, faces_dir: Path, trained_
             trained_on,
         )
         return "other_faces_dir"
-    stored = stored_data_fingerprint(ckpt_path, module)
+    stored = getattr(module, "data_fingerprint", None)  # attached by load_detector
     check_data_fingerprint(stored, faces_dir, what="evaluate")  # raises DataMismatchError
     return "no_fingerprint" if stored is None else "match"
 

@@ -9,18 +9,17 @@ changes what "test" means; :func:`check_data_fingerprint` turns that into a clea
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from deepfake_exp.data.datamodule import MANIFEST, VIDEOS
+from deepfake_exp.faces.extract import read_extraction_record
+
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.csv"
-VIDEOS = "videos.csv"
-EXTRACTION = "extraction.json"
 COMPARED_KEYS = ("manifest_sha256", "splits_sha256")
 
 
@@ -54,8 +53,7 @@ def data_fingerprint(faces_dir: str | Path) -> dict[str, Any]:
     splits_sha, num_videos = _splits_sha256(faces_dir)
     with manifest.open("rb") as handle:
         num_faces = max(sum(1 for _ in handle) - 1, 0)
-    extraction_path = faces_dir / EXTRACTION
-    extraction = json.loads(extraction_path.read_text()) if extraction_path.is_file() else None
+    extraction = read_extraction_record(faces_dir)
     return {
         "faces_dir": str(faces_dir.resolve()),
         "manifest_sha256": _sha256_file(manifest),

@@ -35,6 +35,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from deepfake_exp.config import validate_config
 from deepfake_exp.evaluate import evaluate_checkpoint, format_summary
+from deepfake_exp.inference import stored_data_fingerprint
 from deepfake_exp.runs import check_data_fingerprint, data_fingerprint
 from deepfake_exp.sweeps import STATUS_OK, in_sweep, record_failure, sweep_objective
 from deepfake_exp.utils.io import atomic_write, write_json
@@ -194,7 +195,9 @@ def train(cfg: DictConfig) -> tuple[float, dict]:
     fingerprint = _data_fingerprint(cfg.data.faces_dir)
     if cfg.ckpt_path:
         check_data_fingerprint(
-            _stored_fingerprint(cfg.ckpt_path), cfg.data.faces_dir, f"resume from {cfg.ckpt_path}"
+            stored_data_fingerprint(cfg.ckpt_path),
+            cfg.data.faces_dir,
+            f"resume from {cfg.ckpt_path}",
         )
     augmentation = instantiate(cfg.augmentation)
     datamodule = instantiate(cfg.data, augmentation=augmentation)
@@ -256,14 +259,6 @@ def _data_fingerprint(faces_dir: str | Path) -> dict[str, Any]:
 
         read_manifest(faces_dir)
         raise
-
-
-def _stored_fingerprint(ckpt_path: str | Path) -> dict | None:
-    """The data fingerprint a checkpoint was trained on (``None``: written before they existed)."""
-    import torch
-
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    return state.get("data_fingerprint")
 
 
 def best_score(checkpoint: ModelCheckpoint | None, best_path: str) -> float:

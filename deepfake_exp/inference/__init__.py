@@ -6,6 +6,7 @@ from deepfake_exp.inference.checkpoint import (
     predict_batches,
     resolve_checkpoint,
     run_threshold,
+    stored_data_fingerprint,
 )
 from deepfake_exp.inference.safe import (
     UnsafeCheckpointError,
@@ -24,4 +25,5 @@ __all__ = [
     "resolve_checkpoint",
     "run_threshold",
     "safe_instantiate",
+    "stored_data_fingerprint",
 ]

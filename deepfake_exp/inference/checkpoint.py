@@ -70,6 +70,13 @@ def load_detector(
     return module.eval(), cfg
 
 
+def stored_data_fingerprint(ckpt_path: str | Path) -> dict | None:
+    """The data fingerprint a checkpoint was trained on, without rebuilding its model
+    (``None``: a run older than fingerprints)."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    return checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
+
+
 @dataclass(frozen=True)
 class RunThreshold:
     """The video threshold a training run chose on val, and how it was chosen."""
