@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -66,17 +67,35 @@ def cap_faces_per_video(frame: pd.DataFrame, limit: int | None, seed: int = 0) -
     return pd.concat(kept) if kept else frame
 
 
+ImageOp = Callable[[np.ndarray], np.ndarray]
+
+
 class FaceDataset(Dataset):
     """Face crops of one split. Items: ``image``, ``label``, ``index`` (row in ``frame``).
 
     A crop that cannot be read raises: silently substituting another sample would train on
     wrong labels (DeepfakeBench's habit we avoid).
+
+    Args:
+        frame: Manifest rows to serve.
+        root: Folder the manifest's ``face_path`` values are relative to.
+        transform: Turns the RGB uint8 crop into the model's tensor.
+        pre_transform: Optional RGB uint8 -> RGB uint8 step applied right after reading,
+            before ``transform`` (robustness perturbations: JPEG, blur, ... on the pixels the
+            detector produced, so normalisation and resizing still follow).
     """
 
-    def __init__(self, frame: pd.DataFrame, root: str | Path, transform: Transform) -> None:
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        root: str | Path,
+        transform: Transform,
+        pre_transform: ImageOp | None = None,
+    ) -> None:
         self.frame = frame.reset_index(drop=True)
         self.root = Path(root)
         self.transform = transform
+        self.pre_transform = pre_transform
         self.paths = [str(self.root / p) for p in self.frame["face_path"]]
         self.labels = torch.as_tensor(self.frame["label"].to_numpy().copy(), dtype=torch.long)
 
@@ -87,7 +106,8 @@ class FaceDataset(Dataset):
         image = cv2.imread(self.paths[index], cv2.IMREAD_COLOR)
         if image is None:
             raise OSError(f"cannot read face crop {self.paths[index]}")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image if self.pre_transform is None else self.pre_transform(image)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image = self.transform(self.load_image(index))
@@ -187,10 +207,16 @@ class FaceDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def eval_loader(self, split: str) -> DataLoader:
-        """An unshuffled loader of any split with the deterministic eval transform."""
+    def eval_loader(self, split: str, pre_transform: ImageOp | None = None) -> DataLoader:
+        """An unshuffled loader of any split with the deterministic eval transform.
+
+        ``pre_transform`` perturbs each crop before the transform (robustness evaluation).
+        """
         dataset = FaceDataset(
-            self.split_frame(split), self.faces_dir, self.augmentation.eval_transform()
+            self.split_frame(split),
+            self.faces_dir,
+            self.augmentation.eval_transform(),
+            pre_transform=pre_transform,
         )
         return DataLoader(
             dataset,
