@@ -48,3 +48,64 @@ def test_old_run_without_fingerprint_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         check_data_fingerprint(None, faces, what="predict")
     assert "no data fingerprint" in caplog.text
+
+
+# ---- RunDir: the one definition of a run folder's layout ------------------------------------
+
+
+def _write_config(run, logger):
+    from omegaconf import OmegaConf
+
+    run.mkdir(parents=True, exist_ok=True)
+    config = {"paths": {"output_dir": "/old/place/run"}, "logger": logger}
+    OmegaConf.save(OmegaConf.create(config), run / "config.yaml")
+
+
+def test_run_dir_paths_follow_the_training_layout(tmp_path):
+    from deepfake_exp.runs import RunDir, run_dir_of
+
+    run = RunDir(tmp_path / "run")
+    assert run.best_ckpt == tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert run.last_ckpt.name == "last.ckpt" and run.metrics_json.name == "metrics.json"
+    assert run.summary_json.name == "summary.json"
+    assert run.hydra_config_path == tmp_path / "run" / ".hydra" / "config.yaml"
+    assert run.predictions_csv("test", "faces").name == "predictions_test_faces.csv"
+    assert run_dir_of(run.best_ckpt).path == run.path.resolve()
+    # no config: Lightning loggers as conf/logger/tensorboard.yaml names them
+    assert run.history_csv == run.path / "csv" / "metrics.csv"
+    assert run.tb_dir == run.path / "tensorboard"
+
+
+def test_history_csv_follows_the_csv_logger_config_of_a_moved_run(tmp_path):
+    from deepfake_exp.runs import RunDir
+
+    logger = {
+        "tb": {"_target_": "pytorch_lightning.loggers.TensorBoardLogger",
+               "save_dir": "/old/place/run", "name": "tb_logs", "version": ""},
+        "history": {"_target_": "deepfake_exp.utils.loggers.HistoryCSVLogger",
+                    "save_dir": "/old/place/run/logs", "name": "curves", "version": "v0"},
+    }  # fmt: skip
+    _write_config(tmp_path / "run", logger)
+    run = RunDir(tmp_path / "run")
+    assert run.history_csv == tmp_path / "run" / "logs" / "curves" / "v0" / "metrics.csv"
+    assert run.tb_dir == tmp_path / "run" / "tb_logs"
+    (run.history_csv.parent).mkdir(parents=True)
+    run.history_csv.write_text("epoch,val/loss\n0,0.5\n")
+    assert run.read_history()["val/loss"].tolist() == [0.5]
+
+
+def test_readers_of_an_unfinished_run_are_empty_and_of_a_finished_one_hold_the_values(tmp_path):
+    import json
+
+    from deepfake_exp.runs import RunDir
+
+    run = RunDir(tmp_path / "run")
+    assert run.read_metrics() == {} and run.read_summary() == {} and run.config() is None
+    assert run.val_threshold() is None and run.overrides() == [] and not run.is_evaluated()
+    run.path.mkdir()
+    metrics = {"thresholds_from_val": {"video": 0.4}, "tta": "flip", "threshold_criterion": "f1"}
+    run.metrics_json.write_text(json.dumps(metrics))
+    run.summary_json.write_text(json.dumps({"status": "ok"}))
+    threshold = run.val_threshold()
+    assert (threshold.video, threshold.tta, threshold.criterion) == (0.4, "flip", "f1")
+    assert run.read_summary()["status"] == "ok" and run.is_evaluated()
