@@ -9,7 +9,7 @@ ARGS ?=
 EXPERIMENT ?= synthetic_cpu
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate preprocess test test-fast lint format tensorboard bench report analyze clean clean-all
+.PHONY: help install train evaluate preprocess test test-fast test-slurm lint format tensorboard bench report analyze gpu-check gpu-wheels clean clean-all
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -58,6 +58,16 @@ report: $(STAMP) ## Run (or collect) the report experiments -> outputs/report/re
 
 bench: $(STAMP) ## Benchmarks: ratios measured side by side, printed and saved under outputs/bench
 	$(PY) -m deepfake_exp.bench $(ARGS)
+
+gpu-check: ## On a CUDA node (its own Python/torch, offline): GPU figures -> outputs/gpu_check (ARGS passed on)
+	bash scripts/gpu_check.sh $(ARGS)
+
+gpu-wheels: ## On a machine with network: wheels an offline GPU node needs -> gpu_wheels/ (PY_VERSION=3.12)
+	bash scripts/gpu_wheels.sh $(ARGS)
+
+test-slurm: $(STAMP) ## Start a one-node SLURM cluster on localhost (root) and run the SLURM tests
+	bash scripts/slurm_localhost.sh
+	$(PY) -m pytest -m slurm $(ARGS)
 
 clean: ## Remove outputs/ and caches (keeps .venv and data/)
 	rm -rf outputs .pytest_cache .ruff_cache
