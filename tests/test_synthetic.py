@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, fields, replace
@@ -302,3 +303,51 @@ def test_mtcnn_finds_the_face_in_every_skin_tone(small_set: tuple[Path, dict]) -
 def test_face_boxes_rejects_unknown_video() -> None:
     with pytest.raises(KeyError, match="no video named"):
         face_boxes(TINY, "nope.mp4")
+
+
+# Pinned output of the generator (rendered frames before mp4 encoding, metadata and the
+# generator.json record): a refactor must not change a stored set. A deliberate change of the
+# output bumps GENERATOR_VERSION and these values; so may a cv2 upgrade (its warps, JPEG).
+GOLDEN = {
+    "default": (
+        SyntheticConfig(
+            num_identities=3, videos_per_identity=1, fakes_per_real=1, num_frames=3, width=96,
+            height=64,
+        ),
+        "e6631dd0eefbd9a1161cefdef0cfd4e895c7b8c1ecec6cb29dbf7e73ce626137",
+    ),
+    "options": (
+        SyntheticConfig(
+            num_identities=7, videos_per_identity=1, fakes_per_real=2, num_frames=2, width=128,
+            height=96, seed=3, jpeg_quality=None, mask_blur=0.0, face_blur=0.0, swap_jitter=0.0,
+            blend_ratio=0.7, color_mismatch=1.0,
+        ),
+        "53715082ccdb55fc642323519fed4938e3f441fa7a5dd4413be9dd102ea58ef5",
+    ),
+}  # fmt: skip
+
+
+def output_digest(config: SyntheticConfig) -> str:
+    """SHA-256 of every rendered frame and the metadata of ``config``'s set."""
+    digest = hashlib.sha256()
+    identities = synthetic.draw_identities(config)
+    for plan in synthetic.plan_videos(config, identities):
+        digest.update(plan.name.encode())
+        for frame in synthetic.render_video(config, plan, identities):
+            digest.update(frame.tobytes())
+    digest.update(json.dumps(dataset_metadata(config), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_output_is_pinned(case: str) -> None:
+    config, expected = GOLDEN[case]
+    assert output_digest(config) == expected
+
+
+def test_generator_record_is_pinned() -> None:
+    """Sets stored by earlier versions stay current: the record of a default config is the same."""
+    record = synthetic.generator_record(GOLDEN["default"][0])
+    text = json.dumps(record, sort_keys=True)
+    digest = "de2b7b23d7a500c980adf7d074dec4bc9710300aa0ab3a479e9365cbdeb73cc0"
+    assert hashlib.sha256(text.encode()).hexdigest() == digest, text
