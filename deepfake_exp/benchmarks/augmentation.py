@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from deepfake_exp.data.records import REAL
 from deepfake_exp.data.transforms import Augmentation
 
-AUGMENTATION_DIR = Path(__file__).resolve().parents[1] / "conf" / "augmentation"
+AUGMENTATION_DIR = Path(__file__).resolve().parents[2] / "conf" / "augmentation"
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
