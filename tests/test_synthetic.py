@@ -351,3 +351,80 @@ def test_generator_record_is_pinned() -> None:
     text = json.dumps(record, sort_keys=True)
     digest = "de2b7b23d7a500c980adf7d074dec4bc9710300aa0ab3a479e9365cbdeb73cc0"
     assert hashlib.sha256(text.encode()).hexdigest() == digest, text
+
+
+TWO = replace(TINY, num_identities=4, videos_per_identity=2, people_per_video=2)
+
+
+def test_two_person_plans_name_both_people_and_keep_groups() -> None:
+    for swap_people in ("one", "all"):
+        config = replace(TWO, swap_people=swap_people)
+        metadata = dataset_metadata(config)
+        pool_of = {f"id_{i:03d}": pool for pool in synthetic.swap_pools(4) for i in pool}
+        for entry in metadata.values():
+            companion = entry["companion_identity"]
+            assert companion != entry["identity"]
+            assert int(companion[3:]) in pool_of[entry["identity"]]  # groups stay the pools
+            swapped = "companion_source_identity" in entry
+            assert swapped == (entry["label"] == "FAKE" and swap_people == "all")
+    with pytest.raises(ValueError, match="people_per_video"):
+        SyntheticConfig(people_per_video=3)
+    with pytest.raises(ValueError, match="swap_people"):
+        SyntheticConfig(swap_people="some")
+
+
+def test_two_person_source_records_both_and_splits_identity_disjoint(tmp_path: Path) -> None:
+    config = replace(TWO, num_identities=12, videos_per_identity=1)
+    (tmp_path / "metadata.json").write_text(json.dumps(dataset_metadata(config)))
+    records = DFDCSource("synthetic", tmp_path).records()
+    assert all(len(r.identities) >= 2 for r in records)  # target and companion at least
+    split_of = assign_splits(records, "group", [0.5, 0.25, 0.25], 0, False)
+    assert split_report(records, split_of)["identity_disjoint"] is True
+
+
+def _box_mean_diff(diff: np.ndarray, box: np.ndarray) -> float:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return float(diff[max(y1, 0) : y2, max(x1, 0) : x2].mean())
+
+
+@pytest.mark.parametrize("swap_people", ["one", "all"])
+def test_two_person_fake_swaps_only_the_chosen_faces(swap_people: str) -> None:
+    """Both faces are where ``person_boxes`` says (they differ from the room behind them), and
+    a fake differs from its original inside the swapped faces only."""
+    config = replace(TWO, swap_people=swap_people, num_frames=2)
+    identities = synthetic.draw_identities(config)
+    plans = {p.name: p for p in synthetic.plan_videos(config, identities)}
+    sides = set()
+    for name, plan in plans.items():
+        if plan.fake is None:
+            continue
+        fake = synthetic.render_video(config, plan, identities)[0].astype(np.float32)
+        real = synthetic.render_video(config, plans[plan.original], identities)[0]
+        room = synthetic.render_background(config, plan.identity, plan.video)[..., ::-1] * 255
+        boxes = synthetic.person_boxes(config, name)[:, 0]
+        assert boxes.shape == (2, 4)
+        assert np.array_equal(boxes[0], synthetic.face_boxes(config, name)[0])
+        diff = np.abs(fake - real).mean(axis=2)
+        on_face = [_box_mean_diff(diff, box) for box in boxes]
+        assert on_face[0] > 3.0, on_face  # the target's face is swapped
+        if swap_people == "one":
+            assert on_face[1] < 0.5, on_face  # the companion's is untouched
+        else:
+            assert on_face[1] > 3.0, on_face
+        shown = np.abs(real.astype(np.float32) - room).mean(axis=2)
+        assert min(_box_mean_diff(shown, box) for box in boxes) > 10.0  # a face in each box
+        sides.add(boxes[0, 0] < boxes[1, 0])
+        left, right = sorted(boxes, key=lambda b: b[0])
+        assert left[2] < right[0]  # side by side, not overlapping
+    assert sides == {True, False}  # the target stands left in some videos, right in others
+
+
+def test_two_person_target_is_the_smaller_face_about_half_the_time() -> None:
+    """So ``keep: largest`` misses the swapped face in many fakes, as on DFDC."""
+    config = SyntheticConfig(people_per_video=2)
+    smaller = [
+        synthetic.draw_motion(config, i, v, 0).scale < synthetic.draw_motion(config, i, v, 1).scale
+        for i in range(config.num_identities)
+        for v in range(config.videos_per_identity)
+    ]
+    assert 0.3 < np.mean(smaller) < 0.7, np.mean(smaller)

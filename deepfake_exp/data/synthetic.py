@@ -69,6 +69,11 @@ EYE_COLORS: dict[str, tuple[float, float, float]] = {
 GLASSES_COLORS = ((0.05, 0.05, 0.05), (0.25, 0.15, 0.08), (0.70, 0.60, 0.35), (0.65, 0.65, 0.68))
 HAIR_STYLES = ("short", "long", "curly", "bald", "bun")
 
+SWAP_PEOPLE = ("one", "all")  # which faces of a two-person fake are swapped
+# Fields added after GENERATOR_VERSION 2 with the value that reproduces the earlier output;
+# generator.json leaves them out at that value, so sets stored before them stay current.
+ADDED_FIELDS: dict[str, object] = {"people_per_video": 1, "swap_people": "one"}
+
 # Only files named like this generator's output are ever deleted from a root.
 _OWN_VIDEO = re.compile(r"^\.?id_\d+_r\d+(_f\d+)?(\.tmp)?\.mp4$")
 
@@ -106,6 +111,12 @@ class SyntheticConfig:
             resolution at which swap models synthesise faces; 0 disables.
         swap_jitter: Per-frame misalignment of the swapped face in sprite pixels (the
             flicker of frame-by-frame swaps); 0 disables.
+        people_per_video: People in every video: 1, or 2 side by side (DFDC films pairs of
+            actors), the second one (the *companion*) drawn from the target's swap pool so
+            identity-disjoint groups stay the same.
+        swap_people: Which faces a two-person fake swaps: ``one`` (the target's only, so a
+            detector that keeps the largest face sees the untouched one about half the
+            time) or ``all``.
     """
 
     num_identities: int = 48
@@ -122,6 +133,8 @@ class SyntheticConfig:
     jpeg_quality: int | None = 90
     face_blur: float = 1.0
     swap_jitter: float = 1.0
+    people_per_video: int = 1
+    swap_people: str = "one"
 
     def __post_init__(self) -> None:
         def fail(name: str, rule: str) -> None:
@@ -145,6 +158,12 @@ class SyntheticConfig:
                 fail(name, "must be >= 0")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             fail("jpeg_quality", "must be in 1..100 or None")
+        if self.people_per_video not in (1, 2):
+            fail("people_per_video", "must be 1 or 2")
+        if self.swap_people not in SWAP_PEOPLE:
+            fail("swap_people", f"must be one of {SWAP_PEOPLE}")
+        if self.people_per_video == 2 and self.num_identities < 2:
+            fail("num_identities", "must be >= 2 when people_per_video is 2 (a companion)")
 
     @property
     def sprite_scale(self) -> int:
@@ -762,24 +781,54 @@ class Motion:
         return gain, self.gradient_strength * (1.0 + 0.3 * math.sin(w))
 
 
-def draw_motion(config: SyntheticConfig, identity: int, video: int) -> Motion:
-    """Pose, motion and lighting of REAL video ``video`` of identity ``identity``.
+@dataclass(frozen=True)
+class _Slot:
+    """Where a person may stand: ranges (fractions of the frame) of centre x, face height
+    and horizontal sway."""
 
-    Faces span 36-50% of the frame height and move by a few percent with a few degrees of
-    roll, so a detector sees varied but always frontal faces.
+    x: tuple[float, float]
+    scale: tuple[float, float]
+    sway: tuple[float, float]
+
+
+_ALONE = _Slot(x=(0.36, 0.64), scale=(0.36, 0.5), sway=(0.01, 0.06))
+# Two people: smaller faces, one per half, swaying less so they never overlap.
+_PAIR = (
+    _Slot(x=(0.2, 0.32), scale=(0.26, 0.4), sway=(0.01, 0.03)),
+    _Slot(x=(0.68, 0.8), scale=(0.26, 0.4), sway=(0.01, 0.03)),
+)
+
+
+def target_side(config: SyntheticConfig, identity: int, video: int) -> int:
+    """Half of a two-person frame (0 left, 1 right) the target stands in, drawn by seed."""
+    return int(_rng(config.seed, 7, identity, video).integers(2))
+
+
+def draw_motion(config: SyntheticConfig, identity: int, video: int, person: int = 0) -> Motion:
+    """Pose, motion and lighting of a person of REAL video ``video`` of identity ``identity``.
+
+    Faces span 36-50% of the frame height (26-40% for each of two people) and move by a
+    few percent with a few degrees of roll, so a detector sees varied but always frontal
+    faces. ``person`` 0 is the target (whose motion also sets the scene's lighting), 1 the
+    companion of a two-person video, standing in the other half of the frame.
     """
-    rng = _rng(config.seed, 2, identity, video)
+    key = (identity, video) if person == 0 else (identity, video, person)
+    rng = _rng(config.seed, 2, *key)
     w, h = config.width, config.height
+    if config.people_per_video == 1:
+        slot = _ALONE
+    else:
+        slot = _PAIR[(target_side(config, identity, video) + person) % 2]
     direction = rng.uniform(-math.pi, math.pi)
     # Cameras meter on the face: darker skin gets a longer exposure (and a brighter room).
     luma = float(np.dot(draw_identity(identity, config.seed).skin, (0.299, 0.587, 0.114)))
     exposure = float(np.clip((0.55 / luma) ** 0.4, 1.0, 1.4))
     return Motion(
-        x0=rng.uniform(0.36, 0.64) * w,
+        x0=rng.uniform(*slot.x) * w,
         y0=rng.uniform(0.40, 0.50) * h,
-        scale=rng.uniform(0.36, 0.5) * min(w, h) / FACE_HEIGHT,
+        scale=rng.uniform(*slot.scale) * min(w, h) / FACE_HEIGHT,
         angle=rng.uniform(-4.0, 4.0),
-        amp_x=rng.uniform(0.01, 0.06) * w,
+        amp_x=rng.uniform(*slot.sway) * w,
         amp_y=rng.uniform(0.01, 0.03) * h,
         amp_angle=rng.uniform(1.0, 6.0),
         amp_scale=rng.uniform(0.0, 0.06),
@@ -835,17 +884,31 @@ def render_background(config: SyntheticConfig, identity: int, video: int) -> np.
 
 @dataclass(frozen=True)
 class VideoPlan:
-    """One file to write: a REAL video of ``identity`` or a FAKE made from one."""
+    """One file to write: a REAL video of ``identity`` or a FAKE made from one.
+
+    A two-person video also shows ``companion``; its fake swaps ``companion_source``'s face
+    onto the companion too when that is set (``swap_people: all``).
+    """
 
     name: str
     identity: int
     video: int
     fake: int | None = None
     source: int | None = None
+    companion: int | None = None
+    companion_source: int | None = None
 
     @property
     def original(self) -> str | None:
         return None if self.fake is None else real_name(self.identity, self.video)
+
+    @property
+    def people(self) -> list[tuple[int, int | None]]:
+        """``(person, face swapped in or None)`` of everyone shown, the target first."""
+        people = [(self.identity, self.source)]
+        if self.companion is not None:
+            people.append((self.companion, self.companion_source))
+        return people
 
 
 def real_name(identity: int, video: int) -> str:
@@ -886,12 +949,10 @@ def swap_pools(num_identities: int) -> list[list[int]]:
     return pools
 
 
-def _pick_source(
-    config: SyntheticConfig, pool: list[int], target: int, video: int, fake: int
-) -> int:
-    """Another person of ``target``'s swap pool, drawn by seed."""
-    others = [i for i in pool if i != target]
-    return others[int(_rng(config.seed, 4, target, video, fake).integers(len(others)))]
+def _pick_other(config: SyntheticConfig, pool: list[int], person: int, *key: int) -> int:
+    """Another person of ``person``'s swap pool, drawn by seed from the stream ``key``."""
+    others = [i for i in pool if i != person]
+    return others[int(_rng(config.seed, *key).integers(len(others)))]
 
 
 def plan_videos(
@@ -904,13 +965,19 @@ def plan_videos(
     """
     del identities
     pool_of = {i: pool for pool in swap_pools(config.num_identities) for i in pool}
+    two = config.people_per_video == 2
     plans = []
     for i in range(config.num_identities):
         for v in range(config.videos_per_identity):
-            plans.append(VideoPlan(real_name(i, v), i, v))
+            companion = _pick_other(config, pool_of[i], i, 8, i, v) if two else None
+            plans.append(VideoPlan(real_name(i, v), i, v, companion=companion))
             for f in range(config.fakes_per_real):
-                source = _pick_source(config, pool_of[i], i, v, f)
-                plans.append(VideoPlan(f"id_{i:03d}_r{v}_f{f}.mp4", i, v, f, source))
+                source = _pick_other(config, pool_of[i], i, 4, i, v, f)
+                companion_source = None
+                if companion is not None and config.swap_people == "all":
+                    companion_source = _pick_other(config, pool_of[i], companion, 9, i, v, f)
+                name = f"id_{i:03d}_r{v}_f{f}.mp4"
+                plans.append(VideoPlan(name, i, v, f, source, companion, companion_source))
     return plans
 
 
@@ -927,6 +994,10 @@ def metadata_entry(plan: VideoPlan, identities: list[Identity]) -> dict:
     }
     if plan.source is not None:
         entry["source_identity"] = identities[plan.source].name
+    if plan.companion is not None:
+        entry["companion_identity"] = identities[plan.companion].name
+    if plan.companion_source is not None:
+        entry["companion_source_identity"] = identities[plan.companion_source].name
     return entry
 
 
@@ -939,26 +1010,34 @@ def dataset_metadata(config: SyntheticConfig) -> dict[str, dict]:
     return {p.name: metadata_entry(p, identities) for p in plan_videos(config, identities)}
 
 
-def face_boxes(config: SyntheticConfig, name: str) -> np.ndarray:
-    """Ground-truth face boxes ``(num_frames, 4)`` as ``x1, y1, x2, y2`` in frame pixels.
+def person_boxes(config: SyntheticConfig, name: str) -> np.ndarray:
+    """Ground-truth face boxes ``(people, num_frames, 4)`` as ``x1, y1, x2, y2`` in pixels.
 
-    The box bounds the face oval (forehead to chin, cheek to cheek); tests and benchmarks use
-    it to check that a detector found *the* face rather than background clutter.
+    Person 0 is the target (the face a fake swaps), person 1 the companion of a two-person
+    video. A box bounds the face oval (forehead to chin, cheek to cheek) of the person's own
+    geometry, which a swap keeps; tests and benchmarks use it to check that a detector found
+    *the* face rather than background clutter, and which person a track follows.
     """
     plan = next((p for p in plan_videos(config) if p.name == name), None)
     if plan is None:
         raise KeyError(f"no video named {name!r} in this synthetic config")
-    ident = draw_identity(plan.identity, config.seed)
-    motion = draw_motion(config, plan.identity, plan.video)
-    a, b = ident.half_width, ident.half_height
-    boxes = np.zeros((config.num_frames, 4), np.float32)
-    for i in range(config.num_frames):
-        x, y, angle, scale = motion.pose(i / config.fps)
-        th = math.radians(angle)
-        hx = scale * math.hypot(a * math.cos(th), b * math.sin(th))
-        hy = scale * math.hypot(a * math.sin(th), b * math.cos(th))
-        boxes[i] = (x - hx, y - hy, x + hx, y + hy)
+    boxes = np.zeros((len(plan.people), config.num_frames, 4), np.float32)
+    for person, (index, _) in enumerate(plan.people):
+        ident = draw_identity(index, config.seed)
+        motion = draw_motion(config, plan.identity, plan.video, person)
+        a, b = ident.half_width, ident.half_height
+        for i in range(config.num_frames):
+            x, y, angle, scale = motion.pose(i / config.fps)
+            th = math.radians(angle)
+            hx = scale * math.hypot(a * math.cos(th), b * math.sin(th))
+            hy = scale * math.hypot(a * math.sin(th), b * math.cos(th))
+            boxes[person, i] = (x - hx, y - hy, x + hx, y + hy)
     return boxes
+
+
+def face_boxes(config: SyntheticConfig, name: str) -> np.ndarray:
+    """Ground-truth face boxes ``(num_frames, 4)`` of the target (``person_boxes``' person 0)."""
+    return person_boxes(config, name)[0]
 
 
 def _interleave(planes: np.ndarray) -> np.ndarray:
@@ -1019,11 +1098,20 @@ class _Swap:
 
 
 class _Scene:
-    """Background, lighting ramp and noise stream of one REAL video; its fakes replay them."""
+    """Background, lighting ramp and noise stream of one REAL video; its fakes replay them.
+
+    The target's motion (person 0) sets the lighting; each person moves on their own.
+    """
 
     def __init__(self, config: SyntheticConfig, identity: int, video: int) -> None:
         self.config = config
-        self.motion = draw_motion(config, identity, video)
+        self.motions = [
+            draw_motion(config, identity, video, person)
+            for person in range(config.people_per_video)
+        ]
+        self.motion = self.motions[0]
+        # Back to front: the person nearer the camera (larger) covers the other.
+        self.order = sorted(range(len(self.motions)), key=lambda p: self.motions[p].scale)
         self.background = np.ascontiguousarray(
             render_background(config, identity, video).transpose(2, 0, 1)
         )
@@ -1033,15 +1121,27 @@ class _Scene:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self.ramp = ((xx - w / 2) * gx + (yy - h / 2) * gy) / (0.5 * max(w, h))
 
-    def frame(self, sprite: np.ndarray, index: int) -> np.ndarray:
-        """One BGR uint8 frame: warp the (H, W, 4) premultiplied sprite, composite, light,
-        add sensor noise, JPEG round trip."""
+    def _warp(self, sprites: list[np.ndarray], seconds: float) -> list[np.ndarray]:
+        """Planes of the people's warped (H, W, 4) premultiplied sprites, composited."""
+        cfg = self.config
+        layers = []
+        for person in self.order:
+            matrix = self.motions[person].matrix(seconds, cfg.sprite_scale)
+            warped = cv2.warpAffine(
+                sprites[person], matrix, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR
+            )
+            layers.append(cv2.split(warped))
+        out = layers[0]
+        for top in layers[1:]:
+            out = [t + o * (1.0 - top[3]) for t, o in zip(top, out, strict=True)]
+        return out
+
+    def frame(self, sprites: list[np.ndarray], index: int) -> np.ndarray:
+        """One BGR uint8 frame: warp each person's (H, W, 4) premultiplied sprite,
+        composite, light, add sensor noise, JPEG round trip."""
         cfg, motion = self.config, self.motion
         seconds = index / cfg.fps
-        matrix = motion.matrix(seconds, cfg.sprite_scale)
-        warped = cv2.split(
-            cv2.warpAffine(sprite, matrix, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR)
-        )
+        warped = self._warp(sprites, seconds)
         uncovered = 1.0 - warped[3]
         gain, strength = motion.light(seconds)
         light = (255.0 * gain) * (1.0 + strength * self.ramp)
@@ -1068,14 +1168,31 @@ def render_video(
     """BGR frames of one video. A fake replays its original's scene, motion, lighting and noise,
     so the two differ only where the face was swapped."""
     scene = _Scene(config, plan.identity, plan.video)
-    target = identities[plan.identity]
-    if plan.source is None:
-        sprite = _interleave(_over(*_render_parts(target, config.sprite_scale).values()))
-        return [scene.frame(sprite, i) for i in range(config.num_frames)]
-    swap = _Swap(
-        config, target, identities[plan.source], (plan.identity, plan.video, plan.fake or 0)
-    )
-    return [scene.frame(_interleave(swap.next_sprite()), i) for i in range(config.num_frames)]
+    streams = [
+        _sprite_stream(config, plan, identities, person, shown, swapped_in)
+        for person, (shown, swapped_in) in enumerate(plan.people)
+    ]
+    return [
+        scene.frame([next_sprite() for next_sprite in streams], i) for i in range(config.num_frames)
+    ]
+
+
+def _sprite_stream(
+    config: SyntheticConfig,
+    plan: VideoPlan,
+    identities: list[Identity],
+    person: int,
+    shown: int,
+    swapped_in: int | None,
+) -> Callable[[], np.ndarray]:
+    """Interleaved sprite of one person for each next frame: fixed, or swapped frame by frame."""
+    ident = identities[shown]
+    if swapped_in is None:
+        sprite = _interleave(_over(*_render_parts(ident, config.sprite_scale).values()))
+        return lambda: sprite
+    key = (plan.identity, plan.video, plan.fake or 0) + ((person,) if person else ())
+    swap = _Swap(config, ident, identities[swapped_in], key)
+    return lambda: _interleave(swap.next_sprite())
 
 
 def _write_video(path: Path, frames: list[np.ndarray], config: SyntheticConfig) -> None:
@@ -1106,9 +1223,16 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def config_record(config: SyntheticConfig) -> dict:
+    """The config as JSON values, without ``ADDED_FIELDS`` at their earlier value: what a
+    set (and the crops made from it) depends on."""
+    record = json.loads(json.dumps(asdict(config)))
+    return {k: v for k, v in record.items() if k not in ADDED_FIELDS or ADDED_FIELDS[k] != v}
+
+
 def generator_record(config: SyntheticConfig) -> dict:
     """What ``generator.json`` holds: enough to tell whether a folder matches a config."""
-    return {"generator_version": GENERATOR_VERSION, "config": asdict(config)}
+    return {"generator_version": GENERATOR_VERSION, "config": config_record(config)}
 
 
 def is_current(root: str | Path, config: SyntheticConfig) -> bool:

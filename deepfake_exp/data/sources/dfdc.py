@@ -16,6 +16,11 @@ from deepfake_exp.data.sources.base import Source
 from deepfake_exp.data.splits import group_by_identities
 
 
+# Entry keys naming the people a video shows, target first (the synthetic set writes them;
+# DFDC's own metadata has none): the swap's source, a second person and the face swapped onto it.
+IDENTITY_KEYS = ("identity", "source_identity", "companion_identity", "companion_source_identity")
+
+
 class _Object(dict):
     """A JSON object that remembers every ``(key, value)`` pair, repeated keys included."""
 
@@ -39,9 +44,10 @@ class DFDCSource(Source):
     """Reads every ``metadata.json`` under the root (the root itself or ``dfdc_train_part_*``).
 
     A fake is grouped with its original, so splits keep a face on one side only. Where the
-    metadata names people (``identity`` and, for a swap, ``source_identity``, as the synthetic
-    set does), records carry them and groups are the connected components of those
-    identities, which makes the split identity-disjoint for the swapped-in face as well.
+    metadata names people (``identity`` and, for a swap, ``source_identity``, plus a
+    two-person video's ``companion_identity``, as the synthetic set does), records carry them
+    and groups are the connected components of those identities, which makes the split
+    identity-disjoint for the swapped-in face and the second person as well.
 
     Args:
         name: Dataset name.
@@ -125,9 +131,8 @@ class DFDCSource(Source):
             return None
         original = entry.get("original")
         original_id = prefix + normalise_name(original) if original else None
-        identities = tuple(
-            str(entry[key]) for key in ("identity", "source_identity") if entry.get(key)
-        )
+        named = (str(entry[key]) for key in IDENTITY_KEYS if entry.get(key))
+        identities = tuple(dict.fromkeys(named))  # a person shown twice is named once
         return MediaRecord(
             video_id=video_id,
             path=str(path),

@@ -54,6 +54,8 @@ class SyntheticSource(DFDCSource):
         jpeg_quality: int | None = _DEFAULT.jpeg_quality,
         face_blur: float = _DEFAULT.face_blur,
         swap_jitter: float = _DEFAULT.swap_jitter,
+        people_per_video: int = _DEFAULT.people_per_video,
+        swap_people: str = _DEFAULT.swap_people,
         workers: int = 0,
         use_official_split: bool = False,
     ) -> None:
@@ -73,6 +75,8 @@ class SyntheticSource(DFDCSource):
             jpeg_quality=jpeg_quality,
             face_blur=face_blur,
             swap_jitter=swap_jitter,
+            people_per_video=people_per_video,
+            swap_people=swap_people,
         )
         if workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
