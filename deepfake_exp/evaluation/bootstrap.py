@@ -229,6 +229,16 @@ def _group_index(groups: Any, n: int) -> tuple[np.ndarray, int]:
     return index, int(index.max()) + 1
 
 
+def resampling_groups(frame: Any) -> np.ndarray:
+    """The resampling unit of each row of a prediction frame: its ``group`` (identity), else
+    its own ``video_id`` (videos without a recorded group count as their own identity)."""
+    videos = frame["video_id"].astype(str)
+    if "group" not in frame:
+        return videos.to_numpy()
+    group = frame["group"].astype(object)
+    return group.where(group.notna(), videos).astype(str).to_numpy()
+
+
 def group_resample_counts(
     groups: Any, n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
