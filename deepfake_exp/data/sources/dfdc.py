@@ -15,7 +15,6 @@ from deepfake_exp.data.records import MediaRecord, parse_label
 from deepfake_exp.data.sources.base import Source
 from deepfake_exp.data.splits import group_by_identities
 
-
 # Entry keys naming the people a video shows, target first (the synthetic set writes them;
 # DFDC's own metadata has none): the swap's source, a second person and the face swapped onto it.
 IDENTITY_KEYS = ("identity", "source_identity", "companion_identity", "companion_source_identity")
