@@ -18,12 +18,12 @@ import pytest
 from deepfake_exp.data.sources.image_folder import ImageFolderSource
 from deepfake_exp.data.video import sample_frame_indices
 from deepfake_exp.faces.detectors import WholeImageDetector
-from deepfake_exp.faces.extract import (
+from deepfake_exp.preprocessing.merge import merge_parts
+from deepfake_exp.preprocessing.runner import (
     ExtractionConfig,
     ExtractionMismatchError,
     FaceExtractor,
     NoUsableVideosError,
-    merge_parts,
     part_frames,
     shard_records,
 )
@@ -232,8 +232,8 @@ def test_changed_crop_size_reextracts_and_extraction_json_says_so(compose_cfg, t
     """A cache reused whatever the settings merged 64 px crops into a '96 px' run."""
     from omegaconf import open_dict
 
-    from deepfake_exp.faces.extract import extraction_drift, read_extraction_settings
     from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.preprocessing.settings import extraction_drift, read_extraction_settings
 
     root = tmp_path / "data" / "image_folder"
     root.mkdir(parents=True)
