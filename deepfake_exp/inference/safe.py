@@ -51,6 +51,7 @@ PROJECT_CLASS_MODULES = (
     "deepfake_exp.data.sources",  # and its submodules
     "deepfake_exp.faces.detectors",
     "deepfake_exp.faces.extract",
+    "deepfake_exp.preprocessing.settings",  # ExtractionConfig (faces.extract aliases it)
 )
 PROJECT_FUNCTION_MODULES = ("deepfake_exp.models.schedulers",)
 LIGHTNING_BASES = (("callbacks", "Callback"), ("loggers", "Logger"), ("profilers", "Profiler"))
