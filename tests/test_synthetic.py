@@ -222,7 +222,7 @@ def test_interrupted_run_is_detected_and_redone(
     root = tmp_path / "set"
     generate_dataset(root, TINY)
     calls = []
-    real_render = synthetic.render_video
+    real_render = synthetic.writer.render_video
 
     def failing_render(*args, **kwargs):
         calls.append(1)
@@ -230,12 +230,12 @@ def test_interrupted_run_is_detected_and_redone(
             raise RuntimeError("simulated crash")
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "render_video", failing_render)
+    monkeypatch.setattr(synthetic.writer, "render_video", failing_render)
     changed = replace(TINY, seed=5)
     with pytest.raises(RuntimeError, match="simulated crash"):
         generate_dataset(root, changed)
     assert not (root / "metadata.json").exists()
-    assert not list(root.glob(".*tmp*"))
+    assert not list(root.glob(".*"))  # no temporary file left
     source = SyntheticSource("synthetic", root, **_source_kwargs(changed))
     assert not source.is_current()
     monkeypatch.undo()
