@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from deepfake_exp.data.samplers import PairedBatchSampler
 from deepfake_exp.data.transforms import Augmentation, Transform
 from deepfake_exp.faces.extract import read_extraction_settings
 
@@ -128,6 +129,9 @@ class FaceDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         max_faces_per_video: Cap on faces per video and split (``None``: all).
         pin_memory: Pin host memory (useful on GPU).
+        pair_with_original: Train batches hold each fake beside frames of its own original
+            (:class:`~deepfake_exp.data.samplers.PairedBatchSampler`), shuffled from the
+            run's torch seed.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class FaceDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         max_faces_per_video: int | None = None,
         pin_memory: bool = False,
+        pair_with_original: bool = False,
     ) -> None:
         super().__init__()
         self.faces_dir = Path(faces_dir)
@@ -148,6 +153,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.max_faces_per_video = max_faces_per_video
         self.pin_memory = pin_memory
+        self.pair_with_original = pair_with_original
         self.datasets: dict[str, FaceDataset] = {}
 
     @cached_property
@@ -185,18 +191,30 @@ class FaceDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
+        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        batching: dict[str, Any] = {"batch_size": batch_size, "shuffle": shuffle}
         if split == "train":
             dataset = self.augmentation.wrap_train_dataset(dataset)
+            if self.pair_with_original:
+                batching = {"batch_sampler": self._paired_sampler(dataset)}
         return DataLoader(
             dataset,
             collate_fn=getattr(dataset, "collate_fn", None),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            drop_last=False,
+            **batching,
         )
+
+    def _paired_sampler(self, dataset: Dataset) -> PairedBatchSampler:
+        if not isinstance(dataset, FaceDataset):
+            raise ValueError(
+                f"data.pair_with_original needs the manifest's train faces, but augmentation "
+                f"{type(self.augmentation).__name__} serves a {type(dataset).__name__}: "
+                "turn one of them off"
+            )
+        seed = torch.initial_seed() % 2**32  # the run's seed (seed_everything)
+        return PairedBatchSampler(batch_size=self.batch_size, frame=dataset.frame, seed=seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
