@@ -1,7 +1,8 @@
-"""Moved to deepfake_exp.benchmarks.augmentation; this alias is removed at the end of the refactor."""
+"""Moved to deepfake_exp.benchmarks.augmentation; removed at the end of the refactor."""
 
-import sys
-
-from deepfake_exp.benchmarks import augmentation as _moved
-
-sys.modules[__name__] = _moved
+from deepfake_exp.benchmarks.augmentation import (  # noqa: F401
+    InMemoryFaces,
+    benchmark_augmentations,
+    build_augmentation,
+)
+from deepfake_exp.benchmarks.common import face_crops as face_like_images  # noqa: F401

@@ -20,7 +20,6 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import Dataset
 
 from deepfake_exp import analyze as analyze_module
-from deepfake_exp.analysis.bench import benchmark_analysis
 from deepfake_exp.analysis.bias import bias_markdown, cluster_table
 from deepfake_exp.analysis.clusters import NOISE, hdbscan_clusters, nearest_to_centre
 from deepfake_exp.analysis.embeddings import (
@@ -32,13 +31,18 @@ from deepfake_exp.analysis.embeddings import (
 from deepfake_exp.analysis.figures import read_faces
 from deepfake_exp.analysis.pipeline import warn_if_degenerate
 from deepfake_exp.analysis.reduce import (
+    REDUCERS,
     capped_perplexity,
+    get_reducer,
+    knn_preservation,
     pca_reduce,
+    sklearn_tsne_reduce,
     tsne_reduce,
     umap_available,
     umap_reduce,
 )
 from deepfake_exp.analyze import analyze, embed_faces, select_faces
+from deepfake_exp.benchmarks.analysis import benchmark_analysis, clustered_embeddings
 from deepfake_exp.data.datamodule import read_manifest
 from deepfake_exp.data.transforms import NoAugmentation
 from deepfake_exp.inference import load_detector
@@ -421,22 +425,57 @@ def test_analyze_config_rejects_typos_and_wrong_types() -> None:
 
 
 def test_benchmark_reports_every_stage() -> None:
-    (result,) = benchmark_analysis(sizes=(600,), dim=32, min_cluster_size=20, max_iter=250)
-    assert result["n"] == 600 and result["true_clusters"] == 2
-    for stage in ("pca_s", "tsne_s", "hdbscan_s"):
+    (result,) = benchmark_analysis(
+        reducers={"tsne": [600]}, dim=32, min_cluster_size=20, max_iter=250
+    )
+    assert result["reducer"] == "tsne" and result["n"] == 600 and result["true_clusters"] == 2
+    for stage in ("pca_s", "reduce_s", "hdbscan_s"):
         assert result[stage] >= 0
     assert result["total_s"] == pytest.approx(
-        result["pca_s"] + result["tsne_s"] + result["hdbscan_s"], abs=1e-2
+        result["pca_s"] + result["reduce_s"] + result["hdbscan_s"], abs=1e-2
     )
     # identities overlap as real ones do: the clustering is good, not trivially perfect
     assert result["overlap"] == pytest.approx(0.05, abs=0.01)
     assert 0.5 < result["ari"] < 0.95
+    assert np.isnan(result["x_faster"])  # no baseline ran at this size
+    assert result["target"] == ""  # the 180 s target is on York's 130k only
 
 
 def test_benchmark_overlap_is_what_separates_the_identities() -> None:
-    from deepfake_exp.analysis.bench import clustered_embeddings
-
     _, labels, none = clustered_embeddings(2000, dim=32, overlap=0.0)
     _, _, some = clustered_embeddings(2000, dim=32, overlap=0.2)
     assert none < 0.005 and some == pytest.approx(0.2, abs=0.02)
     assert len(set(labels.tolist())) == 8
+
+
+# ----------------------------------------------------------------------------- reducers
+
+
+def test_reducers_are_chosen_by_name_and_a_typo_fails() -> None:
+    assert get_reducer("tsne") is tsne_reduce and get_reducer("tsne_sklearn") is sklearn_tsne_reduce
+    assert set(REDUCERS) == {"tsne", "tsne_sklearn", "umap"}
+    with pytest.raises(KeyError, match="tnse.*tsne_sklearn"):
+        get_reducer("tnse")
+
+
+@pytest.mark.parametrize("reducer", ["tsne", "tsne_sklearn"])
+def test_tsne_keeps_the_identities_neighbourhoods(reducer: str) -> None:
+    x, truth = identity_blobs(identities=6, per_identity=25, dim=64, spread=1.0)
+    features = pca_reduce(x, 20)
+    points = get_reducer(reducer)(features, perplexity=15, seed=0, max_iter=500)
+    assert points.shape == (150, 2) and points.dtype == np.float32
+    # 10 neighbours of 150: a random map keeps ~7%, identity-preserving maps most of them
+    kept = knn_preservation(features, points, k=10)
+    assert kept > 0.5, f"kNN preservation {kept:.2f}"
+    scrambled = knn_preservation(features, np.random.default_rng(0).normal(size=points.shape))
+    assert scrambled < 0.2
+    # and a face's nearest mapped neighbour is of its own identity
+    nearest = np.argsort(((points[:, None] - points[None]) ** 2).sum(-1), axis=1)[:, 1]
+    assert (truth[nearest] == truth).mean() > 0.9
+
+
+def test_knn_preservation_is_one_for_the_input_itself() -> None:
+    x, _ = identity_blobs(identities=3, per_identity=10, dim=8)
+    assert knn_preservation(x, x, k=5) == 1.0
+    with pytest.raises(ValueError, match="mapped points"):
+        knn_preservation(x, x[:-1])

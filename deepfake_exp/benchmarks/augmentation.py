@@ -8,37 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
+from deepfake_exp.benchmarks.common import compose, face_crops, group_options, section_frame
 from deepfake_exp.data.records import REAL
 from deepfake_exp.data.transforms import Augmentation
-
-AUGMENTATION_DIR = Path(__file__).resolve().parents[2] / "conf" / "augmentation"
-IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-
-
-def face_like_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """Crops that cost what faces cost: a shaded skin ellipse with eyes over a noisy background."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        image = cv2.GaussianBlur(image, (0, 0), size / 64)
-        centre = (size // 2, size // 2)
-        skin = tuple(int(c) for c in rng.integers(60, 230, 3))
-        cv2.ellipse(image, (centre, (size // 2, int(size * 0.62)), 0.0), skin, -1, cv2.LINE_AA)
-        for dx in (-1, 1):
-            eye = (centre[0] + dx * size // 9, centre[1] - size // 12)
-            cv2.circle(image, eye, max(size // 40, 1), (30, 20, 20), -1, cv2.LINE_AA)
-        images.append(image)
-    return images
 
 
 class InMemoryFaces:
@@ -58,13 +37,8 @@ class InMemoryFaces:
 
 
 def build_augmentation(name: str, input_size: int) -> Augmentation:
-    """Instantiate ``conf/augmentation/<name>.yaml`` for a model of ``input_size``."""
-    cfg = OmegaConf.create(
-        {
-            "model": {"input_size": input_size, **IMAGENET},
-            "augmentation": OmegaConf.load(AUGMENTATION_DIR / f"{name}.yaml"),
-        }
-    )
+    """``augmentation=<name>`` as ``train`` composes it, for the default model at ``input_size``."""
+    cfg = compose("train", [f"augmentation={name}", f"model.input_size={input_size}"])
     return instantiate(cfg.augmentation)
 
 
@@ -106,7 +80,7 @@ def benchmark_augmentations(
         n: Samples timed per row.
         crop_size: Side of the face crops fed in (default: ``input_size``, as preprocessing
             writes them for the model).
-        options: Augmentation option names (default: every ``conf/augmentation`` YAML).
+        options: Augmentation option names (default: every option of the ``augmentation`` group).
 
     Returns:
         One dict per (option, stage): ``augmentation``, ``stage`` (``train`` / ``eval``),
@@ -126,8 +100,8 @@ def benchmark_augmentations(
 def _benchmark(
     input_size: int, n: int, crop_size: int, options: Sequence[str] | None
 ) -> list[dict]:
-    names = list(options or sorted(p.stem for p in AUGMENTATION_DIR.glob("*.yaml")))
-    images = face_like_images(min(n, 32), crop_size)
+    names = list(options or group_options("augmentation"))
+    images = face_crops(min(n, 32), crop_size)
     rows = []
     for name in names:
         augmentation = build_augmentation(name, input_size)
@@ -149,3 +123,8 @@ def _benchmark(
                 }
             )
     return rows
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """The ``augmentation`` block of ``conf/bench.yaml``: :func:`benchmark_augmentations`' arguments."""
+    return section_frame(benchmark_augmentations, cfg)

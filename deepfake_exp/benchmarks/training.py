@@ -35,22 +35,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from deepfake_exp.benchmarks.common import compose, face_crops, section_frame, write_face_folder
 from deepfake_exp.data.datamodule import MANIFEST, FaceDataModule
+from deepfake_exp.faces.detectors import torch_threads
 from deepfake_exp.models.heads import head_loss
 from deepfake_exp.models.module import DeepfakeDetector
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 Batch = dict[str, torch.Tensor]
 
 #: DESIGN.md §5 targets.
@@ -63,28 +62,18 @@ MIN_LOADER_RATIO = 2.0
 # --------------------------------------------------------------------------------------------
 
 
-def _conf(group: str, name: str) -> DictConfig:
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the benchmark from a source checkout")
-    return OmegaConf.load(path)
-
-
-def model_config(name: str, input_size: int | None = None) -> DictConfig:
-    """``conf/model/<name>.yaml`` with random weights (no download), optionally resized."""
-    cfg = _conf("model", name)
-    cfg.pretrained = False
-    if input_size is not None:
-        cfg.input_size = int(input_size)
-    return cfg
+def train_config(name: str, input_size: int | None = None, *overrides: str) -> DictConfig:
+    """``train`` composed with ``model=<name>``, random weights (no download), optionally
+    resized, and ``overrides`` (``augmentation=...``)."""
+    resize = [] if input_size is None else [f"model.input_size={int(input_size)}"]
+    return compose("train", [f"model={name}", "model.pretrained=false", *resize, *overrides])
 
 
 def build_detector(name: str, input_size: int | None = None) -> DeepfakeDetector:
     """The training module as ``train.yaml`` builds it: ``model=<name>``, softmax head, AdamW."""
+    cfg = train_config(name, input_size, "optimizer=adamw")
     return DeepfakeDetector(
-        backbone=instantiate(model_config(name, input_size)),
-        optimizer=instantiate(_conf("optimizer", "adamw")),
-        scheduler=None,
+        backbone=instantiate(cfg.model), optimizer=instantiate(cfg.optimizer), scheduler=None
     )
 
 
@@ -98,18 +87,6 @@ def make_batches(count: int, batch_size: int, input_size: int, seed: int = 0) ->
         }
         for _ in range(count)
     ]
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` intra-op threads (None: leave torch's setting)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,42 +244,19 @@ def lightning_overhead(
 
 
 def default_faces_dir() -> Path:
-    """``${paths.faces_dir}/synthetic`` as ``conf/paths/default.yaml`` resolves it."""
-    paths = OmegaConf.create({"paths": _conf("paths", "default")})
-    return Path(paths.paths.faces_dir) / "synthetic"
+    """``${paths.faces_dir}/synthetic``: where ``make train`` preprocesses the synthetic set."""
+    return Path(compose("train").paths.faces_dir) / "synthetic"
 
 
 def write_face_jpegs(out_dir: Path, count: int, size: int, seed: int = 0) -> Path:
-    """``count`` smooth random ``size`` px JPEG "crops" and a manifest, all in split train.
-
-    Smooth colour fields plus noise decode like real face crops (a flat image would decode
-    unrealistically fast, pure noise slowly); quality 95 as ``extraction.jpeg_quality``.
-    """
-    rng = np.random.default_rng(seed)
-    faces = out_dir / "faces"
-    faces.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for index in range(count):
-        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-        image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.int16)
-        image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
-        path = f"faces/{index:05d}.jpg"
-        cv2.imwrite(str(out_dir / path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        rows.append(
-            {
-                "video_id": f"v{index:05d}", "frame": 0, "face_index": 0, "face_path": path,
-                "label": index % 2, "group": f"g{index:05d}", "original": "", "split": "train",
-                "source": "bench", "x1": 0.0, "y1": 0.0, "x2": float(size), "y2": float(size),
-                "prob": 1.0,
-            }
-        )  # fmt: skip
-    pd.DataFrame(rows).to_csv(out_dir / MANIFEST, index=False)
-    return out_dir
+    """``count`` synthetic ``size`` px face crops, through preprocessing, all in split train."""
+    return write_face_folder(out_dir, face_crops(count, size, seed))
 
 
 def loader_images_per_second(
     faces_dir: Path,
-    model_cfg: DictConfig,
+    model: str,
+    input_size: int | None,
     augmentation: str,
     batch_size: int,
     num_workers: int,
@@ -313,9 +267,7 @@ def loader_images_per_second(
     The first batch pays for starting the workers, once per run with persistent workers.
     The loader is re-iterated (a new epoch) when the train split holds fewer images.
     """
-    cfg = OmegaConf.create(
-        {"model": model_cfg, "augmentation": _conf("augmentation", augmentation)}
-    )
+    cfg = train_config(model, input_size, f"augmentation={augmentation}")
     datamodule = FaceDataModule(
         faces_dir, instantiate(cfg.augmentation), batch_size=batch_size, num_workers=num_workers
     )
@@ -357,7 +309,7 @@ def loader_source(faces_dir: str | None, tmp: Path, count: int) -> tuple[Path, s
         return source, str(source)
     if faces_dir:
         raise FileNotFoundError(f"no {MANIFEST} in {source}: preprocess it first")
-    crop_size = int(_conf("preprocessing", "default").extraction.crop_size)
+    crop_size = int(compose("train").extraction.crop_size)
     return write_face_jpegs(tmp, count, crop_size), f"{count} generated {crop_size} px JPEGs"
 
 
@@ -450,7 +402,8 @@ def benchmark_training(
             )  # fmt: skip
             loader_img_s = loader_images_per_second(
                 faces,
-                model_config(name, input_size),
+                name,
+                input_size,
                 augmentation,
                 batch_size,
                 num_workers,
@@ -484,3 +437,8 @@ def benchmark_training(
         f"{setup}; same batches in memory; no logger, progress bar, checkpoints",
     )
     return throughput + loading + [overhead_row]
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """The ``training`` block of ``conf/bench.yaml``: :func:`benchmark_training`'s arguments."""
+    return section_frame(benchmark_training, cfg)
