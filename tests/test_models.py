@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from deepfake_exp.evaluation.rollout import attention_rollout
 from deepfake_exp.models import (
     Backbone,
     EfficientNetBackbone,
@@ -30,7 +31,6 @@ from deepfake_exp.models import (
     TorchvisionBackbone,
     VisionTransformer,
     apply_freeze,
-    attention_rollout,
     build_head,
     fake_probability,
     head_loss,
@@ -38,7 +38,9 @@ from deepfake_exp.models import (
 )
 from deepfake_exp.models.backbones import strip_classifier
 from deepfake_exp.models.weights import densenet_remap
+from deepfake_exp.utils.data_config import IMAGENET_MEAN, IMAGENET_STD
 
+TARGET_TORCHVISION = "deepfake_exp.models.backbones.TorchvisionBackbone"
 MODEL_CONFIGS = sorted((Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
 MAX_TEST_SIZE = 299  # larger models (in pixels or parameters) are tested at SMALL_SIZE
 MAX_TEST_PARAMS = 40_000_000
@@ -77,6 +79,8 @@ def test_model_configs_cover_the_zoo():
 def test_model_config_instantiates_and_trains(path: Path):
     cfg = OmegaConf.load(path)
     assert cfg.pretrained is False and cfg.weights_path is None  # offline default
+    if cfg._target_.endswith("TimmBackbone"):
+        cfg.input_size = SMALL_SIZE  # a timm ViT is built for its size (CLIP ViT-B/16: 224)
     torch.manual_seed(0)
     model = instantiate(cfg)
     assert isinstance(model, Backbone)
@@ -200,6 +204,35 @@ def test_freeze_modes_leave_exactly_the_intended_parameters_trainable(name: str)
 
     apply_freeze(model, "none")
     assert _trainable(model) == everything
+
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    if norms:  # GenD's LayerNorm-only tuning
+        apply_freeze(model, "layernorm")
+        assert _trainable(model) == _ids(p for m in norms for p in m.parameters())
+    else:
+        with pytest.raises(ValueError, match="has no LayerNorm with parameters"):
+            apply_freeze(model, "layernorm")
+
+
+def test_library_model_configs_take_imagenet_statistics_from_the_one_constant():
+    for name in ("resnet18", "efficientnet_b0", "inception_v3"):
+        cfg = _config(name)
+        assert tuple(cfg.mean) == IMAGENET_MEAN and tuple(cfg.std) == IMAGENET_STD
+        assert OmegaConf.to_container(cfg)["mean"] == "${model_data:mean}"  # not a copy
+    overridden = OmegaConf.merge(_config("resnet18"), {"mean": [0.5, 0.5, 0.5]})
+    assert instantiate(overridden).mean == (0.5, 0.5, 0.5)  # model.mean=... still wins
+
+
+def test_model_data_resolver_names_bad_uses():
+    bad_key = OmegaConf.create({"_target_": TARGET_TORCHVISION, "x": "${model_data:colour}"})
+    with pytest.raises(Exception, match="must be one of"):
+        _ = bad_key.x
+    no_target = OmegaConf.create({"mean": "${model_data:mean}"})
+    with pytest.raises(Exception, match="model config with a _target_"):
+        _ = no_target.mean
+    no_size = OmegaConf.create({"_target_": TARGET_TORCHVISION, "s": "${model_data:input_size}"})
+    with pytest.raises(Exception, match="declares no input_size"):
+        _ = no_size.s
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics():

@@ -1,8 +1,9 @@
 """Augmentation pipelines: each option builds a train and an eval transform for a model.
 
 Transforms map an RGB uint8 ``HxWx3`` face crop to a normalised ``3xHxW`` float tensor. The
-input size and normalisation come from the model config (``${model.input_size}`` ...), so the
-data always follows the model. Eval transforms are deterministic: resize (+ pad) + normalise.
+input size and normalisation come from the model config (``${model.input_size}`` ...), which
+asks the model class for them once (``${model_data:mean}``, ``deepfake_exp.utils.data_config``),
+so the data always follows the model. Eval transforms are deterministic: resize (+ pad) + normalise.
 
 Seeding, and why it is done here: albumentations 2.0.8 gives every transform of a
 ``Compose(seed=s)`` its own generator seeded with the same ``s``, so their draws coincide
@@ -23,6 +24,9 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
+
+from deepfake_exp.utils.data_config import IMAGENET_MEAN, IMAGENET_STD
+from deepfake_exp.utils.images import denormalise  # noqa: F401  (its old home; figures use it)
 
 Transform = Callable[[np.ndarray], torch.Tensor]
 
@@ -117,8 +121,8 @@ class Augmentation:
     def __init__(
         self,
         input_size: int,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         seed: int | None = None,
     ) -> None:
         self.input_size = int(input_size)
@@ -181,8 +185,8 @@ class BasicAugmentation(Augmentation):
     def __init__(
         self,
         input_size: int,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         hflip_p: float = 0.5,
         rotation: float = 10.0,
         rotation_p: float = 1.0,
@@ -233,8 +237,8 @@ class DFDCAugmentation(Augmentation):
     def __init__(
         self,
         input_size: int,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         compression_p: float = 0.5,
         quality_range: Sequence[int] = (60, 100),
         gauss_noise_p: float = 0.1,
@@ -305,10 +309,3 @@ class DFDCAugmentation(Augmentation):
                 p=self.affine_p,
             ),
         ]
-
-
-def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised ``3xHxW`` tensor back to a displayable RGB uint8 ``HxWx3`` array."""
-    array = image.detach().cpu().float().numpy().transpose(1, 2, 0)
-    array = array * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

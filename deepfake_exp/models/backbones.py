@@ -3,14 +3,15 @@
 Every backbone maps normalised images ``(B, 3, H, W)`` to a pooled embedding
 ``(B, num_features)`` through one method, ``forward_features``, used alike by training (the
 head is built separately on ``num_features``), Grad-CAM and the cluster analysis. It also
-carries the input size and normalisation it expects, so the data transforms read them from
-the model config (``${model.input_size}``, ``${model.mean}``, ``${model.std}``) instead of
-repeating them per experiment.
+carries the input size and normalisation it expects, and says what they are by default
+(``data_config``), so a model config writes ``mean: ${model_data:mean}`` instead of the
+numbers and the transforms read ``${model.mean}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torchvision.models as tvm
 from efficientnet_pytorch import EfficientNet
@@ -23,9 +24,8 @@ from deepfake_exp.models.weights import (
     load_pretrained,
     torchvision_weights_url,
 )
+from deepfake_exp.utils.data_config import IMAGENET_MEAN, IMAGENET_STD, imagenet_data
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_CLASSES = 1000
 
 # Containers whose children are the blocks (exact types: torchvision's Conv2dNormActivation
@@ -100,6 +100,15 @@ class Backbone(nn.Module):
         self.input_size = int(input_size)
         self.mean = _triple(mean, "mean")
         self.std = _triple(std, "std")
+
+    @classmethod
+    def data_config(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """Default ``input_size`` / ``mean`` / ``std`` for a model config (``${model_data:…}``).
+
+        The library backbones' weights were trained on ImageNet, so the base answer is its
+        statistics; the input size is the model config's own (it differs per model).
+        """
+        return dict(imagenet_data())
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Pooled embedding ``(B, num_features)``."""

@@ -3,6 +3,10 @@
 The York study compares both on EfficientNet-B7. A head kind fixes three things that must
 agree — the number of logits, the loss and how logits become P(fake) — so they live together
 in one ``HEADS`` entry rather than in ``if kind == ...`` branches across the code.
+
+A head can first L2-normalise the embedding (GenD, WACV 2026: features on the unit
+hypersphere generalise better across datasets). Without the option the layer layout, and so
+every checkpoint key, is what it always was.
 """
 
 from __future__ import annotations
@@ -60,8 +64,19 @@ def _kind(kind: str, logits: Tensor | None = None) -> HeadKind:
     return spec
 
 
+class L2Normalize(nn.Module):
+    """Scale each embedding ``(B, F)`` to unit Euclidean length."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, p=2.0, dim=-1)
+
+
 def build_head(
-    kind: str, in_features: int, hidden: int | None = None, dropout: float = 0.0
+    kind: str,
+    in_features: int,
+    hidden: int | None = None,
+    dropout: float = 0.0,
+    normalize: bool = False,
 ) -> nn.Module:
     """The head on ``in_features`` embeddings.
 
@@ -71,13 +86,20 @@ def build_head(
         hidden: Width of one hidden layer, ``Linear -> ReLU -> Dropout -> Linear``; 1024 is the
             Midway MobileNet study's "GAP + Dense 1024 + Dense 2". None: ``Dropout -> Linear``.
         dropout: Dropout rate before the last linear layer.
+        normalize: L2-normalise the embedding first (``module.normalize_features``): an
+            ``L2Normalize`` layer in front of the others.
     """
     out = _kind(kind).num_logits
     if hidden is None:
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out))
-    return nn.Sequential(
-        nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out)
-    )
+        layers = [nn.Dropout(dropout), nn.Linear(in_features, out)]
+    else:
+        layers = [
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out),
+        ]
+    return nn.Sequential(*([L2Normalize()] if normalize else []), *layers)
 
 
 def head_loss(kind: str, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:

@@ -1,4 +1,4 @@
-"""Pretrained weights: from the torch hub cache (downloaded once) or from a local file.
+"""Pretrained weights: from the torch hub or Hugging Face hub cache, or from a local file.
 
 Both libraries we use publish ImageNet weights as a URL: torchvision through its ``weights=``
 enums (``get_model_weights(arch).DEFAULT.url``, what ``enum.get_state_dict`` fetches) and
@@ -8,6 +8,11 @@ reads ``<torch.hub.get_dir()>/checkpoints/<url basename>`` when present and down
 otherwise. We call that function ourselves so every file is read the same safe way
 (``weights_only=True``, on the CPU) and loaded strictly, and so a machine without network
 gets one clear error saying where to put the file instead of a bare ``URLError``.
+
+timm publishes its weights on the Hugging Face hub; timm's own loader reads them from the hub
+cache (``HF_HUB_CACHE``, by default ``$HF_HOME/hub``) because it also converts foreign
+checkpoints (OpenAI CLIP, ...) with a per-model filter. Its failures get the same kind of
+message: :func:`hf_hub_error` names the cache folder and ``model.weights_path=``.
 """
 
 from __future__ import annotations
@@ -77,12 +82,17 @@ def download_state_dict(url: str, check_hash: bool = False) -> StateDict:
 
 
 def read_state_dict(path: str | Path) -> StateDict:
-    """Load a state dict saved with ``torch.save`` (tensors only, mapped to the CPU)."""
+    """Load a state dict saved with ``torch.save`` or as ``.safetensors`` (tensors, on the CPU)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise PretrainedWeightsError(f"model.weights_path={path} does not exist or is not a file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file  # timm's dependency; hub files use it
+
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load on arbitrary bytes can raise almost any type
         raise PretrainedWeightsError(f"could not read weights file {path}: {err!r}") from err
     return _checked(state, path)
@@ -135,6 +145,30 @@ def load_pretrained(
         raise PretrainedWeightsError(
             f"weights from {source} do not match {type(model).__name__}: {err}"
         ) from err
+
+
+def hf_hub_repo_cache(repo_id: str) -> Path:
+    """The Hugging Face hub cache folder of ``repo_id`` (where ``hf_hub_download`` looks)."""
+    from huggingface_hub import constants  # read now: HF_HUB_CACHE may be patched or moved
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+
+
+def hf_hub_error(model_name: str, repo_id: str | None, err: Exception) -> PretrainedWeightsError:
+    """The offline-friendly error for a timm model whose hub weights could not be loaded."""
+    if repo_id is None:
+        where = "timm publishes no Hugging Face hub weights for it"
+    else:
+        where = (
+            f"without network, put the hub files of {repo_id} in {hf_hub_repo_cache(repo_id)} "
+            "(the Hugging Face hub cache: `hf download "
+            f"{repo_id}` on a machine with network, then copy $HF_HOME/hub; HF_HOME or "
+            "HF_HUB_CACHE move it)"
+        )
+    return PretrainedWeightsError(
+        f"could not load pretrained weights of timm model {model_name!r} ({err!r}); {where}, "
+        "or pass a local state dict with model.weights_path=/path/to/weights.safetensors|.pth"
+    )
 
 
 _DENSENET_LEGACY_KEY = re.compile(
