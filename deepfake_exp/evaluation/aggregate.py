@@ -2,7 +2,9 @@
 
 DFDC and the York study score *videos*: each video's face probabilities are reduced to one
 number. The reductions live in :data:`AGGREGATORS` so a new one is one function and one entry,
-and the name in a config is the name in the registry.
+and the name in a config is the name in the registry. Each is called with a video's face
+probabilities and keyword options (the ``confident`` knobs, ``tracks``: the faces' track ids
+or ``None``), and ignores those it does not use (``**_``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def confident_score(
     confident_threshold: float = 0.8,
     confident_share: float = 0.4,
     real_share: float = 0.9,
+    **_: object,
 ) -> float:
     """Average only the confident faces when enough of them agree, else all faces.
 
@@ -56,11 +59,26 @@ def confident_score(
     return float(probs.mean())
 
 
+def track_max_score(probs: np.ndarray, tracks: np.ndarray | None = None, **_: float) -> float:
+    """Most fake person: the mean of each track's faces, then the highest track.
+
+    A fake may swap one of two people; the mean over all faces halves its signal and
+    ``keep=largest`` may keep only the untouched person. Faces without a track (``track_id``
+    -1) count as one track; without tracks at all (an older manifest) this is the mean.
+    """
+    if tracks is None:
+        return mean_score(probs)
+    per_track = pd.Series(probs).groupby(np.asarray(tracks)).mean()
+    return float(per_track.max())
+
+
 AGGREGATORS: dict[str, Aggregator] = {
     "mean": mean_score,
     "max": max_score,
     "confident": confident_score,
+    "track_max": track_max_score,
 }
+TRACK_COLUMN = "track_id"  # optional face column: which person (see preprocessing.tracks)
 
 
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
@@ -86,8 +104,9 @@ def aggregate_video_scores(
     """Reduce one row per face to one row per video (``video_id, label, prob, num_faces``).
 
     Args:
-        frame: Face-level predictions with columns ``video_id``, ``label``, ``prob``.
-        method: Key of :data:`AGGREGATORS` (``mean``, ``max``, ``confident``).
+        frame: Face-level predictions with columns ``video_id``, ``label``, ``prob`` (and
+            ``track_id``, which ``track_max`` reads; without it, it is the mean).
+        method: Key of :data:`AGGREGATORS` (``mean``, ``max``, ``confident``, ``track_max``).
         confident_threshold: Probability above which a face counts as confidently fake (and
             below ``1 - confident_threshold`` as confidently real); ``confident`` only.
         confident_share: Share of confidently fake faces that decides a video; ``confident``
@@ -119,12 +138,17 @@ def aggregate_video_scores(
         "real_share": real_share,
     }
     grouped = frame.groupby("video_id", sort=True)
+    tracked = TRACK_COLUMN in frame.columns
+
+    def score(faces: pd.DataFrame) -> float:
+        tracks = faces[TRACK_COLUMN].to_numpy() if tracked else None
+        return reduce(faces["prob"].to_numpy(dtype=np.float64), tracks=tracks, **options)
+
+    labels = grouped["label"].first()
     videos = pd.DataFrame(
         {
-            "label": grouped["label"].first().astype(np.int64),
-            "prob": grouped["prob"].apply(
-                lambda probs: reduce(probs.to_numpy(dtype=np.float64), **options)
-            ),
+            "label": labels.astype(np.int64),
+            "prob": pd.Series([score(faces) for _, faces in grouped], labels.index, float),
             "num_faces": grouped.size().astype(np.int64),
         }
     )

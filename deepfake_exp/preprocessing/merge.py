@@ -17,7 +17,9 @@ import pandas as pd
 from deepfake_exp.data.records import LABEL_NAMES, MediaRecord
 from deepfake_exp.data.split_report import format_split_report, split_report
 from deepfake_exp.data.splits import assign_splits, check_both_classes, leaked_groups
+from deepfake_exp.preprocessing.boxes import OWN
 from deepfake_exp.preprocessing.parts import PARTS_DIR, part_frames, part_paths
+from deepfake_exp.preprocessing.tracks import track_ids
 from deepfake_exp.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -25,8 +27,20 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [
     "video_id", "frame", "face_index", "face_path", "label", "group", "original", "split",
     "source", "x1", "y1", "x2", "y2", "prob", "eval_frame", "train_frame",
+    "box_source", "box_fallback", "track_id",
 ]  # fmt: skip
+# Values of the box-reuse columns in parts made before box reuse (their boxes were their own).
+PART_DEFAULTS = {"box_source": OWN, "box_fallback": ""}
 FAILURE_COLUMNS = ["video_id", "path", "label", "reason", "detail"]
+
+
+def read_part(path: Path) -> pd.DataFrame:
+    """A video's part CSV with the columns of today's parts, and its faces' ``track_id``."""
+    dtypes = {"video_id": str, "group": str, "original": str, "box_fallback": str}
+    part = pd.read_csv(path, dtype=dtypes)
+    for column, value in PART_DEFAULTS.items():
+        part[column] = part[column].fillna(value) if column in part else value
+    return part.assign(track_id=track_ids(part))
 
 
 def merge_parts(
@@ -69,7 +83,7 @@ def merge_parts(
         ok, failed = paths.csv, paths.failed
         status, num_faces = "pending", 0
         if ok.exists():
-            part = pd.read_csv(ok, dtype={"video_id": str, "group": str, "original": str})
+            part = read_part(ok)
             # grouping is the records' (it may change, e.g. identity components); the crops
             # are the part's
             part = part.assign(

@@ -37,7 +37,17 @@ from deepfake_exp.data.video import (
     video_seed,
 )
 from deepfake_exp.faces.crop import crop_face
-from deepfake_exp.faces.detectors import FaceDetector
+from deepfake_exp.faces.detectors import Detection, FaceDetector
+from deepfake_exp.preprocessing.boxes import (
+    ORIGINAL,
+    OWN,
+    BoxPlan,
+    OriginalBoxes,
+    boxes_path,
+    read_boxes,
+    shard_key,
+    write_boxes,
+)
 from deepfake_exp.preprocessing.parts import (
     FRAME_COLUMNS,
     PARTS_DIR,
@@ -102,9 +112,16 @@ class ExtractionSummary:
     faces: int = 0
     truncated: int = 0
     failures: Counter = field(default_factory=Counter)
+    detected_frames: int = 0  # frames run through the detector (originals' too, for reuse)
+    boxes_reused: int = 0  # fakes cropped at their original's boxes
+    box_fallbacks: Counter = field(default_factory=Counter)  # reason -> fakes detected instead
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "failures": dict(self.failures)}
+        return {
+            **self.__dict__,
+            "failures": dict(self.failures),
+            "box_fallbacks": dict(self.box_fallbacks),
+        }
 
 
 def validate_record(record: MediaRecord, root: Path) -> tuple[str, str] | None:
@@ -118,14 +135,20 @@ def validate_record(record: MediaRecord, root: Path) -> tuple[str, str] | None:
 
 
 def shard_records(records: Sequence[MediaRecord], shard: int, num_shards: int) -> list[MediaRecord]:
-    """Records of shard ``shard`` of ``num_shards`` (stable: by a hash of ``video_id``)."""
+    """Records of shard ``shard`` of ``num_shards``: stable, by a hash of ``shard_key``.
+
+    Originals and their fakes hash alike and land in one shard, which detects the original
+    once for all of them (box reuse); a record without an original hashes its ``video_id``.
+    """
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard must be in [0, {num_shards}), got {shard}")
-    return [
-        r
-        for r in records
-        if int(hashlib.sha1(r.video_id.encode()).hexdigest(), 16) % num_shards == shard
-    ]
+    by_id = {r.video_id: r for r in records}
+
+    def bucket(record: MediaRecord) -> int:
+        key = shard_key(record, by_id)
+        return int(hashlib.sha1(key.encode()).hexdigest(), 16) % num_shards
+
+    return [r for r in records if bucket(r) == shard]
 
 
 class FaceExtractor:
@@ -162,17 +185,38 @@ class FaceExtractor:
             config, detector if detector_config is None else detector_config, dataset_settings
         )
         self.settings_sha = settings_fingerprint(self.settings)
+        self.plan = BoxPlan()
+        self._boxes: dict[str, OriginalBoxes] = {}
+
+    def plan_boxes(self, records: Sequence[MediaRecord]) -> BoxPlan:
+        """Decide which fakes take their original's boxes (``run`` and merge checks call it).
+
+        Part stamps depend on it, so every caller passes the records of the same family:
+        ``shard_records`` keeps a shard's originals with their fakes.
+        """
+        self.plan = BoxPlan.of(records, self.config.reuse_original_boxes)
+        return self.plan
 
     def _part_paths(self, record: MediaRecord) -> PartPaths:
         return part_paths(self.parts_dir, record.video_id)
 
     def stamp(self, record: MediaRecord) -> dict[str, Any]:
-        """What a video's crops depend on: the settings, its source file, its label."""
-        return {
+        """What a video's crops depend on: the settings, its source file, its label.
+
+        A fake cropped at its original's boxes also depends on the original's file.
+        """
+        stamp: dict[str, Any] = {
             "settings": self.settings_sha,
             "source_file": file_identity(record.path),
             "label": record.label,
         }
+        original = self.plan.originals.get(record.video_id)
+        if original is not None:
+            stamp["boxes_from"] = {
+                "video_id": original.video_id,
+                "source_file": file_identity(original.path),
+            }
+        return stamp
 
     def stored_stamp(self, record: MediaRecord) -> dict[str, Any] | None:
         """The stamp of the part an earlier run left (``None``: no part; ``{}``: unstamped)."""
@@ -209,15 +253,15 @@ class FaceExtractor:
                 found += settings_differences(json.loads(path.read_text()), self.settings)
             else:
                 found.append("settings: unknown -> current (part made before fingerprints)")
-        for key in ("source_file", "label"):
-            if stored.get(key) != current[key]:
-                found.append(f"{key}: {stored.get(key)!r} -> {current[key]!r}")
+        for key in ("source_file", "label", "boxes_from"):
+            if stored.get(key) != current.get(key):
+                found.append(f"{key}: {stored.get(key)!r} -> {current.get(key)!r}")
         return found
 
     def _mismatch(self, stale: Sequence[MediaRecord]) -> str:
         """A message naming the differing keys (with how many videos each) and some videos."""
         keys = Counter(
-            key.split(":")[0] if key.startswith(("source_file", "label")) else key
+            key.split(":")[0] if key.startswith(("source_file", "label", "boxes_from")) else key
             for record in stale
             for key in self.differences(record)
         )
@@ -234,6 +278,7 @@ class FaceExtractor:
 
     def check_current(self, records: Sequence[MediaRecord]) -> None:
         """Refuse to merge parts made with other settings (e.g. a shard not yet re-run)."""
+        self.plan_boxes(records)
         stale = self._stale(records)
         if stale:
             raise ExtractionMismatchError(
@@ -243,7 +288,7 @@ class FaceExtractor:
 
     def write_record(self, records: Sequence[MediaRecord]) -> Path:
         """``extraction.json`` for the merged ``records`` (call after ``merge_parts``)."""
-        self.check_current(records)
+        self.check_current(records)  # (plans the boxes of ``records``)
         fingerprints = {}
         for record in {r.video_id: r for r in records}.values():
             if self.stored_stamp(record) is not None:
@@ -251,7 +296,16 @@ class FaceExtractor:
         return write_extraction_record(self.out_dir, self.settings, fingerprints)
 
     def _seed(self, record: MediaRecord) -> int:
-        return video_seed(self.config.seed, record.video_id)
+        """A fake taking its original's boxes samples the original's frames (``random``)."""
+        original = self.plan.originals.get(record.video_id, record)
+        return video_seed(self.config.seed, original.video_id)
+
+    def _counts(self, record: MediaRecord) -> list[int]:
+        """Sample sizes to decode: an original with fakes also covers the fakes' samples."""
+        counts = set(self.config.sample_counts(record.label))
+        if record.video_id in self.plan.with_fakes:
+            counts |= set(self.config.sample_counts(1))
+        return sorted(counts)
 
     def _decode(self, record: MediaRecord) -> DecodedFrames | tuple[str, str]:
         rejected = validate_record(record, self.root)
@@ -260,7 +314,7 @@ class FaceExtractor:
         try:
             return read_media(
                 record.path,
-                self.config.sample_counts(record.label),
+                self._counts(record),
                 self.config.strategy,
                 self.config.every_k,
                 self._seed(record),
@@ -305,6 +359,9 @@ class FaceExtractor:
         for path in self._part_paths(record):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.faces_dir / safe_name(record.video_id), ignore_errors=True)
+        if record.video_id in self.plan.with_fakes:
+            boxes_path(self.parts_dir, record.video_id).unlink(missing_ok=True)
+            self._boxes.pop(record.video_id, None)
 
     def _record_failure(
         self, record: MediaRecord, reason: str, detail: str, decoded: DecodedFrames | None = None
@@ -328,8 +385,55 @@ class FaceExtractor:
 
         return sample(self.config.num_frames), sample(self.config.frames_for(record.label))
 
-    def _save_faces(self, record: MediaRecord, decoded: DecodedFrames, summary) -> int:
+    def _detect(self, record: MediaRecord, decoded: DecodedFrames, summary) -> list:
+        """Run the detector; an original with fakes keeps its boxes for them (atomically)."""
         detections = self.detector.detect(decoded.frames)
+        summary.detected_frames += len(decoded.frames)
+        if record.video_id in self.plan.with_fakes:
+            boxes = OriginalBoxes.detected(record.video_id, self.stamp(record), decoded, detections)
+            self._keep_boxes(boxes)
+        return detections
+
+    def _keep_boxes(self, boxes: OriginalBoxes) -> None:
+        write_boxes(self.parts_dir, boxes)
+        self._boxes[boxes.video_id] = boxes
+
+    def _original_boxes(self, original: MediaRecord, summary) -> OriginalBoxes:
+        """The original's boxes: from memory, its boxes file, or detected now (then kept)."""
+        stamp = self.stamp(original)
+        cached = self._boxes.get(original.video_id)
+        if cached is not None and cached.stamp == stamp:
+            return cached
+        stored = read_boxes(self.parts_dir, original.video_id, stamp)
+        if stored is not None:
+            self._boxes[original.video_id] = stored
+            return stored
+        decoded = self._decode(original)  # its part was made before boxes were kept
+        if isinstance(decoded, tuple):
+            boxes = OriginalBoxes.failed(original.video_id, stamp, decoded[0])
+            self._keep_boxes(boxes)
+            return boxes
+        self._detect(original, decoded, summary)
+        return self._boxes[original.video_id]
+
+    def _detections(
+        self, record: MediaRecord, decoded: DecodedFrames, summary
+    ) -> tuple[list[list[Detection]], str, str]:
+        """Faces per decoded frame, ``box_source`` and ``box_fallback`` (see ``boxes``)."""
+        original = self.plan.originals.get(record.video_id)
+        reason = self.plan.unlisted.get(record.video_id, "")
+        if original is not None:
+            boxes = self._original_boxes(original, summary)
+            reason = boxes.refusal(decoded)
+            if not reason:
+                summary.boxes_reused += 1
+                return boxes.at(decoded.indices), ORIGINAL, ""
+        if reason:
+            summary.box_fallbacks[reason] += 1
+        return self._detect(record, decoded, summary), OWN, reason
+
+    def _save_faces(self, record: MediaRecord, decoded: DecodedFrames, summary) -> int:
+        detections, box_source, box_fallback = self._detections(record, decoded, summary)
         stem = safe_name(record.video_id)
         eval_sample, train_sample = self._samples(record, decoded)
         rows = []
@@ -339,6 +443,8 @@ class FaceExtractor:
             else []
         )
         for index, frame, found in zip(decoded.indices, decoded.frames, detections, strict=True):
+            if index not in eval_sample and index not in train_sample:
+                continue  # decoded for the boxes of this original's fakes only
             summary.frames += 1
             summary.frames_without_face += not found
             for face_index, detection in enumerate(found):
@@ -359,12 +465,12 @@ class FaceExtractor:
                         "x1": round(x1, 1), "y1": round(y1, 1), "x2": round(x2, 1),
                         "y2": round(y2, 1), "prob": round(detection.prob, 4),
                         "eval_frame": index in eval_sample, "train_frame": index in train_sample,
+                        "box_source": box_source, "box_fallback": box_fallback,
                     }
                 )  # fmt: skip
         if not rows:
-            self._record_failure(
-                record, "no_face", f"no face in {len(decoded.frames)} sampled frames", decoded
-            )
+            frames = len(eval_sample | train_sample)
+            self._record_failure(record, "no_face", f"no face in {frames} sampled frames", decoded)
             return 0
         paths = self._part_paths(record)
         write_json(paths.meta, {"video_id": record.video_id, **self._meta(record, decoded)})
@@ -392,6 +498,7 @@ class FaceExtractor:
                 other settings or from changed files (before anything is written).
         """
         summary = ExtractionSummary(videos=len(records))
+        self.plan_boxes(records)
         seen: set[str] = set()
         todo, stale, duplicates = [], [], []
         for record in records:
@@ -418,9 +525,13 @@ class FaceExtractor:
         bar = tqdm(
             total=len(todo), desc="extract", unit="video", disable=not progress, mininterval=1.0
         )
-        for record, decoded in self._prefetch(todo):
+        for record, decoded in self._prefetch(self._originals_first(todo)):
             self._discard(record)
             if isinstance(decoded, tuple):
+                if record.video_id in self.plan.with_fakes:
+                    self._keep_boxes(
+                        OriginalBoxes.failed(record.video_id, self.stamp(record), decoded[0])
+                    )
                 self._record_failure(record, *decoded)
                 summary.failures[decoded[0]] += 1
             else:
@@ -440,6 +551,18 @@ class FaceExtractor:
             bar.set_postfix(faces=summary.faces, failed=sum(summary.failures.values()))
         bar.close()
         return summary
+
+    def _originals_first(self, todo: Sequence[MediaRecord]) -> list[MediaRecord]:
+        """``todo`` with each fake after its original, so the original is detected once."""
+        first_seen: dict[str, int] = {}
+        for position, record in enumerate(todo):
+            first_seen.setdefault(self._family(record), position)
+        taking = self.plan.originals
+        return sorted(todo, key=lambda r: (first_seen[self._family(r)], r.video_id in taking))
+
+    def _family(self, record: MediaRecord) -> str:
+        original = self.plan.originals.get(record.video_id)
+        return original.video_id if original is not None else record.video_id
 
     def _record_duplicate(self, record: MediaRecord) -> None:
         dup = self.parts_dir / f"{safe_name(record.video_id)}.duplicate.json"
