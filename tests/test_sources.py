@@ -193,10 +193,12 @@ def test_faceforensics_groups_pairs_and_keeps_their_official_split(ff_root):
             for m in methods:
                 fake = ids[f"{m}/{a}_{b}.mp4"]
                 assert fake.original == f"original/{a}.mp4" and fake.original in ids
+                assert fake.method == m  # the folder names the manipulation
     assert len(groups) == n_pairs
     assert (ids["original/006.mp4"].group, ids["original/006.mp4"].split) == ("006", None)
     assert ids["Deepfakes/000_001.mp4"].identities == ("000", "001")
     assert ids["original/001.mp4"].identities == ("001",)
+    assert {r.method for r in records if r.label == REAL} == {None}
 
 
 @pytest.mark.parametrize("split_dir", ["splits", "."])

@@ -308,13 +308,14 @@ def test_face_boxes_rejects_unknown_video() -> None:
 # Pinned output of the generator (rendered frames before mp4 encoding, metadata and the
 # generator.json record): a refactor must not change a stored set. A deliberate change of the
 # output bumps GENERATOR_VERSION and these values; so may a cv2 upgrade (its warps, JPEG).
+# (The metadata of fakes gained `method`; the frames are those of the pre-package generator.)
 GOLDEN = {
     "default": (
         SyntheticConfig(
             num_identities=3, videos_per_identity=1, fakes_per_real=1, num_frames=3, width=96,
             height=64,
         ),
-        "e6631dd0eefbd9a1161cefdef0cfd4e895c7b8c1ecec6cb29dbf7e73ce626137",
+        "df449d10b626b1c7f55457350f9a8dc671e23db7151e95f292e7f1ef088ca5cd",
     ),
     "options": (
         SyntheticConfig(
@@ -322,7 +323,21 @@ GOLDEN = {
             height=96, seed=3, jpeg_quality=None, mask_blur=0.0, face_blur=0.0, swap_jitter=0.0,
             blend_ratio=0.7, color_mismatch=1.0,
         ),
-        "53715082ccdb55fc642323519fed4938e3f441fa7a5dd4413be9dd102ea58ef5",
+        "d7ea35a304113b8de8ce892c6f97ae89f8c5c35f07d4d242b03b057ca81c8bed",
+    ),
+    "two_people": (
+        SyntheticConfig(
+            num_identities=4, videos_per_identity=1, fakes_per_real=1, num_frames=3, width=96,
+            height=64, people_per_video=2, swap_people="all",
+        ),
+        "e68bac512ad4f5aa72f36676006397509e2aad04690f313097ca3a10331451c0",
+    ),
+    "methods": (
+        SyntheticConfig(
+            num_identities=3, videos_per_identity=1, fakes_per_real=1, num_frames=3, width=96,
+            height=64, generator_methods=("hard_paste", "colour_shift", "soft_face", "box_mask", "blend"),
+        ),
+        "8983e4c9b9c0a0e8812c4a65c6237126a2df1330fff51b7ac90839efc45ed42a",
     ),
 }  # fmt: skip
 
@@ -428,3 +443,83 @@ def test_two_person_target_is_the_smaller_face_about_half_the_time() -> None:
         for v in range(config.videos_per_identity)
     ]
     assert 0.3 < np.mean(smaller) < 0.7, np.mean(smaller)
+
+
+ALL_METHODS = ("blend", "hard_paste", "colour_shift", "soft_face", "box_mask")
+
+
+def test_methods_are_validated_and_numbered_in_turn() -> None:
+    for bad in ((), ("blend", "blend"), ("poisson",)):
+        with pytest.raises(ValueError, match="generator_methods"):
+            SyntheticConfig(generator_methods=bad)
+    config = replace(TINY, fakes_per_real=2, generator_methods=("hard_paste", "soft_face"))
+    metadata = dataset_metadata(config)
+    fakes = {n: e["method"] for n, e in metadata.items() if e["label"] == "FAKE"}
+    assert fakes["id_000_r0_f0.mp4"] == fakes["id_000_r0_f1.mp4"] == "hard_paste"
+    assert fakes["id_000_r0_f2.mp4"] == fakes["id_000_r0_f3.mp4"] == "soft_face"
+    assert len(fakes) == config.num_identities * 4
+    assert all("method" not in e for e in metadata.values() if e["label"] == "REAL")
+
+
+def _sharpness(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var())
+
+
+def test_each_method_leaves_its_own_trace() -> None:
+    """Every method changes the face; colour_shift changes its colour most, soft_face leaves
+    it blurrier than the original, and no two methods make the same video."""
+    config = replace(TINY, num_identities=6, num_frames=1, generator_methods=ALL_METHODS)
+    identities = synthetic.draw_identities(config)
+    plans = synthetic.plan_videos(config, identities)
+    colour, sharp, faces, fakes_of = {}, {}, {}, {}
+    for plan in plans:
+        x1, y1, x2, y2 = face_boxes(config, plan.name)[0].astype(int)
+        frame = synthetic.render_video(config, plan, identities)[0][y1:y2, x1:x2]
+        faces[plan.name] = frame
+        if plan.fake is None:
+            continue
+        real = faces[plan.original]
+        diff = np.abs(frame.astype(np.float32) - real)
+        assert diff.mean() > 1.0, plan
+        mean_shift = np.abs(frame.reshape(-1, 3).mean(0) - real.reshape(-1, 3).mean(0)).max()
+        colour.setdefault(plan.method, []).append(mean_shift)
+        sharp.setdefault(plan.method, []).append(_sharpness(frame) / _sharpness(real))
+        siblings = fakes_of.setdefault(plan.original, [])
+        assert not any(np.array_equal(frame, sibling) for sibling in siblings)
+        siblings.append(frame)
+    mean = {m: float(np.mean(v)) for m, v in colour.items()}
+    print(f"\nmean colour shift {mean}")
+    assert mean["colour_shift"] > 2 * max(mean[m] for m in ("hard_paste", "soft_face")), mean
+    blur = {m: float(np.mean(v)) for m, v in sharp.items()}
+    print(f"sharpness vs original {blur}")
+    assert blur["soft_face"] < 0.7 and blur["soft_face"] < min(blur["hard_paste"], 0.95), blur
+
+
+def test_source_reads_the_chosen_methods_without_regenerating(tmp_path: Path) -> None:
+    config = replace(TINY, generator_methods=("hard_paste", "box_mask"))
+    kwargs = _source_kwargs(config)
+    everything = SyntheticSource("synthetic", tmp_path, **kwargs).records()
+    assert Counter(r.method for r in everything) == {None: 3, "hard_paste": 3, "box_mask": 3}
+    stamp = (tmp_path / "metadata.json").stat().st_mtime_ns
+    chosen = SyntheticSource("synthetic", tmp_path, **kwargs, methods=["box_mask"])
+    assert chosen.is_current()
+    records = chosen.records()
+    assert (tmp_path / "metadata.json").stat().st_mtime_ns == stamp
+    assert Counter((r.label, r.method) for r in records) == {(REAL, None): 3, (FAKE, "box_mask"): 3}
+    assert chosen.settings() == SyntheticSource("s", tmp_path, **kwargs).settings()
+    with pytest.raises(ValueError, match="not generated: \\['blend'\\]"):
+        SyntheticSource("synthetic", tmp_path, **kwargs, methods=["blend"])
+
+
+def test_sets_stored_before_methods_read_as_blend(tmp_path: Path) -> None:
+    """Old sets are still current (their generator.json is unchanged) and their fakes, whose
+    metadata names no method, are the config's one method."""
+    generate_dataset(tmp_path, TINY)
+    meta = tmp_path / "metadata.json"
+    entries = json.loads(meta.read_text())
+    meta.write_text(
+        json.dumps({n: {k: v for k, v in e.items() if k != "method"} for n, e in entries.items()})
+    )
+    source = SyntheticSource("synthetic", tmp_path, **_source_kwargs(TINY))
+    assert source.is_current()
+    assert {r.method for r in source.records() if r.label == FAKE} == {"blend"}

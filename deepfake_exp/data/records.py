@@ -47,6 +47,9 @@ class MediaRecord:
         identities: People shown, target first then the face-swap source(s), where the
             dataset names them (empty otherwise); identity-disjoint grouping and
             ``split_report.json`` read them.
+        method: Manipulation method a fake was made with, where the dataset says
+            (FaceForensics++'s folder, e.g. ``Deepfakes``; the synthetic set's method);
+            ``None`` for reals and unnamed methods. Cross-manipulation protocols select on it.
     """
 
     video_id: str
@@ -57,6 +60,7 @@ class MediaRecord:
     split: str | None = None
     source: str = ""
     identities: tuple[str, ...] = ()
+    method: str | None = None
 
     @property
     def is_video(self) -> bool:

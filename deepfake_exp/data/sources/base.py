@@ -96,6 +96,11 @@ class Source(ABC):
                 f"(or put it in conf/local/)."
             )
 
+    def settings(self) -> dict:
+        """What the media depend on beyond their files (a generator's config), for the
+        extraction fingerprint: crops made under other settings are redone."""
+        return {}
+
     def prepare(self) -> None:
         """Hook to create the data before reading it (the synthetic generator uses it)."""
         return None

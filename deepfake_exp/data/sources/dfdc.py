@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
-from deepfake_exp.data.records import MediaRecord, parse_label
+from deepfake_exp.data.records import FAKE, MediaRecord, parse_label
 from deepfake_exp.data.sources.base import Source
 from deepfake_exp.data.splits import group_by_identities
 
@@ -141,4 +141,5 @@ class DFDCSource(Source):
             split=entry.get("split") if self.use_official_split else None,
             source=self.name,
             identities=identities,
+            method=entry.get("method") if label == FAKE else None,
         )

@@ -134,7 +134,7 @@ class FaceForensicsSource(Source):
         originals = self._videos(
             self.root / "original_sequences" / "youtube" / self.compression / "videos", "originals"
         )
-        items = [(f"original/{p.name}", p, REAL, p.stem, p.stem) for p in originals]
+        items = [(f"original/{p.name}", p, REAL, p.stem, p.stem, None) for p in originals]
         links = []
         for method in self.methods:
             folder = self.root / "manipulated_sequences" / method / self.compression / "videos"
@@ -147,12 +147,12 @@ class FaceForensicsSource(Source):
                     )
                 target, source = match["target"], match["source"]
                 links.append((target, source))
-                items.append((f"{method}/{path.name}", path, FAKE, target, source))
+                items.append((f"{method}/{path.name}", path, FAKE, target, source, method))
         split_dir = self.find_split_dir()
         split_of, pairs = official_splits(split_dir) if split_dir else ({}, [])
         groups = connected_groups((i[3] for i in items), links + pairs)
         records = []
-        for video_id, path, label, target, source in items:
+        for video_id, path, label, target, source, method in items:
             records.append(
                 MediaRecord(
                     video_id=video_id,
@@ -163,6 +163,7 @@ class FaceForensicsSource(Source):
                     split=self._split(split_of, target, source, path),
                     source=self.name,
                     identities=(target,) if label == REAL else (target, source),
+                    method=method,
                 )
             )
         if split_dir and (unlisted := sum(r.split is None for r in records)):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from deepfake_exp.data.records import FAKE, MediaRecord
 from deepfake_exp.data.sources.dfdc import DFDCSource
-from deepfake_exp.data.synthetic import SyntheticConfig, generate_dataset, is_current
+from deepfake_exp.data.synthetic import SyntheticConfig, config_record, generate_dataset, is_current
 
 _DEFAULT = SyntheticConfig()
 
@@ -24,6 +27,10 @@ class SyntheticSource(DFDCSource):
     Args:
         name: Dataset name.
         root: Folder to generate into and read from.
+        generator_methods: Manipulation methods the set is made with (``SyntheticConfig``).
+        methods: Methods whose fakes are read (every REAL video always is), as
+            FaceForensics++'s ``methods`` picks its manipulation folders; ``None``: all of
+            ``generator_methods``. Choosing a subset never regenerates the set.
         workers: Processes used to generate (0 = one per CPU, at most 4); the output is the
             same for any value.
         use_official_split: Keep the metadata's ``split`` (always ``train`` here), or let
@@ -56,6 +63,8 @@ class SyntheticSource(DFDCSource):
         swap_jitter: float = _DEFAULT.swap_jitter,
         people_per_video: int = _DEFAULT.people_per_video,
         swap_people: str = _DEFAULT.swap_people,
+        generator_methods: Sequence[str] = _DEFAULT.generator_methods,
+        methods: Sequence[str] | None = None,
         workers: int = 0,
         use_official_split: bool = False,
     ) -> None:
@@ -77,9 +86,18 @@ class SyntheticSource(DFDCSource):
             swap_jitter=swap_jitter,
             people_per_video=people_per_video,
             swap_people=swap_people,
+            generator_methods=tuple(generator_methods),
         )
+        self.methods = list(self.config.generator_methods if methods is None else methods)
+        unknown = sorted(set(self.methods) - set(self.config.generator_methods))
+        if unknown or not self.methods:
+            raise ValueError(
+                f"dataset '{name}': methods {self.methods} must be a non-empty subset of "
+                f"generator_methods {list(self.config.generator_methods)} (the methods the "
+                f"set is made with); not generated: {unknown}"
+            )
         if workers < 0:
-            raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
+            raise ValueError(f"workers must be >= 0 (0 = one per CPU, at most 4), got {workers}")
         self.workers = workers or min(4, os.cpu_count() or 1)
 
     def is_current(self) -> bool:
@@ -90,3 +108,17 @@ class SyntheticSource(DFDCSource):
         """Generate the set unless the root already holds exactly this config's output."""
         if not self.is_current():
             generate_dataset(self.root, self.config, workers=self.workers)
+
+    def settings(self) -> dict:
+        """The generator's config: crops of a set made otherwise are redone."""
+        return {"generator": config_record(self.config)}
+
+    def _scan(self) -> list[MediaRecord]:
+        records = [self._with_method(r) for r in super()._scan()]
+        return [r for r in records if r.label != FAKE or r.method in self.methods]
+
+    def _with_method(self, record: MediaRecord) -> MediaRecord:
+        """Sets stored before methods existed name none: their fakes are all ``blend``."""
+        if record.label == FAKE and record.method is None:
+            return replace(record, method=self.config.generator_methods[0])
+        return record

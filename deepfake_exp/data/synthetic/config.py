@@ -17,7 +17,11 @@ GENERATOR_VERSION = 2  # bump when a config's output changes, so stored sets reg
 SWAP_PEOPLE = ("one", "all")  # which faces of a two-person fake are swapped
 # Fields added after GENERATOR_VERSION 2 with the value that reproduces the earlier output;
 # generator.json leaves them out at that value, so sets stored before them stay current.
-ADDED_FIELDS: dict[str, object] = {"people_per_video": 1, "swap_people": "one"}
+ADDED_FIELDS: dict[str, object] = {
+    "people_per_video": 1,
+    "swap_people": "one",
+    "generator_methods": ["blend"],
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ class SyntheticConfig:
         swap_people: Which faces a two-person fake swaps: ``one`` (the target's only, so a
             detector that keeps the largest face sees the untouched one about half the
             time) or ``all``.
+        generator_methods: Named manipulation methods (``swap.METHODS``: ``blend``,
+            ``hard_paste``, ``colour_shift``, ``soft_face``, ``box_mask``), each leaving its
+            own trace; every REAL video gets ``fakes_per_real`` fakes per method, as every
+            FaceForensics++ original has one fake per method.
     """
 
     num_identities: int = 48
@@ -72,6 +80,7 @@ class SyntheticConfig:
     swap_jitter: float = 1.0
     people_per_video: int = 1
     swap_people: str = "one"
+    generator_methods: tuple[str, ...] = ("blend",)
 
     def __post_init__(self) -> None:
         def fail(name: str, rule: str) -> None:
@@ -99,6 +108,11 @@ class SyntheticConfig:
             fail("people_per_video", "must be 1 or 2")
         if self.swap_people not in SWAP_PEOPLE:
             fail("swap_people", f"must be one of {SWAP_PEOPLE}")
+        from deepfake_exp.data.synthetic.swap import METHODS  # swap.py imports this module
+
+        methods = self.generator_methods
+        if not methods or len(set(methods)) < len(methods) or not set(methods) <= set(METHODS):
+            fail("generator_methods", f"must name distinct methods of {sorted(METHODS)}")
         if self.people_per_video == 2 and self.num_identities < 2:
             fail("num_identities", "must be >= 2 when people_per_video is 2 (a companion)")
 

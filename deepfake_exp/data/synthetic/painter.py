@@ -350,16 +350,29 @@ def render_identity(ident: Identity, scale: int = 1, part: str = "full") -> np.n
     return np.ascontiguousarray(np.concatenate([rgb, alpha[None]]).transpose(1, 2, 0))
 
 
-def inner_face_mask(ident: Identity, scale: int, blur: float) -> np.ndarray:
+MASK_SHAPES = ("ellipse", "box")
+
+
+def inner_face_mask(ident: Identity, scale: int, blur: float, shape: str = "ellipse") -> np.ndarray:
     """The region a face swap replaces (brows to chin, cheek to cheek) with a blurred edge.
 
     Args:
         ident: The target, whose face geometry the mask follows.
         scale: Sprite pixels per nominal unit.
         blur: Edge sigma in nominal sprite pixels.
+        shape: ``ellipse`` (an oval inside the face, as landmark-hull swaps blend) or
+            ``box`` (a brow-to-chin rectangle: straight seams across the cheeks, as a
+            box-aligned paste leaves), both clipped to the face oval.
     """
+    if shape not in MASK_SHAPES:
+        raise ValueError(f"unknown mask shape {shape!r}: use one of {MASK_SHAPES}")
     c = Canvas(scale, ident.texture_seed)
     a, b = ident.half_width, ident.half_height
     face, _, _ = _face_oval(c, ident)
-    mask = c.ellipse(CX, CY + 0.1 * b, 0.74 * a, 0.72 * b) * face
+    if shape == "ellipse":
+        region = c.ellipse(CX, CY + 0.1 * b, 0.74 * a, 0.72 * b)
+    else:
+        top, bottom = ident.eye_y - 0.3 * b, ident.mouth_y + 0.25 * b
+        region = c.step(0.66 * a - np.abs(c.xx - CX)) * c.step(c.yy - top) * c.step(bottom - c.yy)
+    mask = region * face
     return cv2.GaussianBlur(mask, (0, 0), blur * scale) if blur > 0 else mask

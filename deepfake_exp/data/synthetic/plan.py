@@ -26,7 +26,8 @@ class VideoPlan:
     """One file to write: a REAL video of ``identity`` or a FAKE made from one.
 
     A two-person video also shows ``companion``; its fake swaps ``companion_source``'s face
-    onto the companion too when that is set (``swap_people: all``).
+    onto the companion too when that is set (``swap_people: all``). A fake names the
+    ``method`` it was made with.
     """
 
     name: str
@@ -36,6 +37,7 @@ class VideoPlan:
     source: int | None = None
     companion: int | None = None
     companion_source: int | None = None
+    method: str | None = None
 
     @property
     def original(self) -> str | None:
@@ -110,13 +112,17 @@ def plan_videos(
         for v in range(config.videos_per_identity):
             companion = _pick_other(config, pool_of[i], i, 8, i, v) if two else None
             plans.append(VideoPlan(real_name(i, v), i, v, companion=companion))
-            for f in range(config.fakes_per_real):
-                source = _pick_other(config, pool_of[i], i, 4, i, v, f)
-                companion_source = None
-                if companion is not None and config.swap_people == "all":
-                    companion_source = _pick_other(config, pool_of[i], companion, 9, i, v, f)
-                name = f"id_{i:03d}_r{v}_f{f}.mp4"
-                plans.append(VideoPlan(name, i, v, f, source, companion, companion_source))
+            for m, method in enumerate(config.generator_methods):
+                for f in range(config.fakes_per_real):
+                    k = m * config.fakes_per_real + f  # fakes of all methods numbered in turn
+                    source = _pick_other(config, pool_of[i], i, 4, i, v, k)
+                    companion_source = None
+                    if companion is not None and config.swap_people == "all":
+                        companion_source = _pick_other(config, pool_of[i], companion, 9, i, v, k)
+                    name = f"id_{i:03d}_r{v}_f{k}.mp4"
+                    plans.append(
+                        VideoPlan(name, i, v, k, source, companion, companion_source, method)
+                    )
     return plans
 
 
@@ -133,6 +139,7 @@ def metadata_entry(plan: VideoPlan, identities: list[Identity]) -> dict:
     }
     if plan.source is not None:
         entry["source_identity"] = identities[plan.source].name
+        entry["method"] = plan.method
     if plan.companion is not None:
         entry["companion_identity"] = identities[plan.companion].name
     if plan.companion_source is not None:

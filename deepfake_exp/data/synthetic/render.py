@@ -12,7 +12,7 @@ from deepfake_exp.data.synthetic.identities import Identity
 from deepfake_exp.data.synthetic.painter import render_parts
 from deepfake_exp.data.synthetic.plan import VideoPlan
 from deepfake_exp.data.synthetic.scene import Scene
-from deepfake_exp.data.synthetic.swap import FaceSwap
+from deepfake_exp.data.synthetic.swap import FaceSwap, swap_style
 
 
 def render_video(
@@ -44,5 +44,6 @@ def _sprite_stream(
         sprite = interleave(over(*render_parts(ident, config.sprite_scale).values()))
         return lambda: sprite
     key = (plan.identity, plan.video, plan.fake or 0) + ((person,) if person else ())
-    swap = FaceSwap(config, ident, identities[swapped_in], key)
+    style = swap_style(config, plan.method or "blend")
+    swap = FaceSwap(config, ident, identities[swapped_in], key, style)
     return lambda: interleave(swap.next_sprite())
