@@ -36,6 +36,7 @@ from deepfake_exp.analysis.reduce import (
     get_reducer,
     knn_preservation,
     pca_reduce,
+    require_reducer,
     sklearn_tsne_reduce,
     tsne_reduce,
     umap_available,
@@ -106,6 +107,8 @@ def test_pca_and_tsne_cap_their_parameters_on_tiny_sets() -> None:
 def test_umap_without_umap_learn_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(ModuleNotFoundError, match="pip install umap-learn"):
         umap_reduce(np.zeros((10, 3)))
+    with pytest.raises(ModuleNotFoundError, match="pip install umap-learn"):
+        require_reducer("umap")
     cfg = compose_config("analyze", ["reducer=umap", f"faces_dir={tmp_path}/none"], tmp_path)
     with pytest.raises(ModuleNotFoundError, match="pip install umap-learn"):
         analyze(cfg)  # before looking for faces or embedding anything
@@ -456,6 +459,9 @@ def test_reducers_are_chosen_by_name_and_a_typo_fails() -> None:
     assert set(REDUCERS) == {"tsne", "tsne_sklearn", "umap"}
     with pytest.raises(KeyError, match="tnse.*tsne_sklearn"):
         get_reducer("tnse")
+    with pytest.raises(KeyError, match="choose from"):
+        require_reducer("tnse")
+    require_reducer("tsne_sklearn")  # no optional package: nothing to check
 
 
 @pytest.mark.parametrize("reducer", ["tsne", "tsne_sklearn"])

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
@@ -64,6 +65,8 @@ def test_a_misspelled_section_fails_before_any_section_runs(tmp_path: Path) -> N
     with pytest.raises(KeyError, match="trainig.*choose from"):
         runner.run(cfg)
     assert not list(tmp_path.iterdir())  # augmentation, listed first, did not run
+    with pytest.raises(ConfigCompositionException):  # and at compose time (BenchSection enum)
+        compose("bench", ["sections=[trainig]"])
     with pytest.raises(KeyError, match="choose from"):
         runner.section("mtcnm")
 

@@ -184,6 +184,16 @@ def get_reducer(name: str) -> Callable[..., np.ndarray]:
     return REDUCERS[name]
 
 
+#: Reducers whose package is optional, and the check that says how to install it.
+_REQUIREMENTS: dict[str, Callable[[], None]] = {"umap": require_umap}
+
+
+def require_reducer(name: str) -> None:
+    """Fail before any embedding when ``name`` is unknown or its optional package is missing."""
+    get_reducer(name)
+    _REQUIREMENTS.get(name, lambda: None)()
+
+
 def knn_preservation(
     high: np.ndarray, low: np.ndarray, k: int = 10, sample: int = 2000, seed: int = 0
 ) -> float:
