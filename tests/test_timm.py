@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from timm.data import resolve_data_config
 from torch import nn
 
+from deepfake_exp.evaluation.gradcam import explain
 from deepfake_exp.models import PretrainedWeightsError, apply_freeze, build_head
 from deepfake_exp.models.heads import L2Normalize, head_loss
 from deepfake_exp.models.module import DeepfakeDetector
@@ -111,7 +112,8 @@ def test_timm_blocks_are_its_parameter_groups_and_partition_the_parameters():
     assert len(listed) == len(set(listed)) == len(list(model.parameters()))
     assert _ids(blocks[0].parameters()) >= {id(model.model.cls_token), id(model.model.pos_embed)}
     assert _ids(blocks[-1].parameters()) >= _ids(model.model.norm.parameters())  # with the last
-    assert not any(blocks[0] is m for m in model.modules())  # views: no new checkpoint keys
+    assert blocks[1] is model.model.blocks[0]  # a group that is one module is that module
+    assert not any(blocks[0] is m for m in model.modules())  # others: views, no new keys
     assert model.state_dict().keys() == _tiny().state_dict().keys()
 
 
@@ -119,6 +121,10 @@ def test_a_timm_cnn_works_and_keeps_its_own_statistics():
     model = TimmBackbone("resnet18.a1_in1k", input_size=64)
     assert model.mean == IMAGENET_MEAN and model.num_features == 512
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 512)
+    assert model.blocks()[-1] is model.model.layer4  # a real module: Grad-CAM's target layer
+    detector = DeepfakeDetector(model).eval()
+    maps, method = explain(detector, model, torch.randn(2, 3, 64, 64))
+    assert method == "Grad-CAM" and maps.shape == (2, 64, 64) and (maps >= 0).all()
 
 
 # --- tuning modes and their trainable-parameter counts ------------------------------------

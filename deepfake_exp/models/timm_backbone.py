@@ -107,11 +107,23 @@ class TimmBackbone(Backbone):
         return self.model(x)
 
     def blocks(self) -> list[nn.Module]:
+        """timm's coarse parameter groups, input to output.
+
+        A group that is exactly one module's parameters (a ResNet stage, a ViT block) is that
+        module, so hooks on it work (Grad-CAM's target layer); otherwise it is a view.
+        """
         if not hasattr(self.model, "group_matcher"):
             return split_blocks(self.model)
         params = dict(self.model.named_parameters())
+        owners: dict[frozenset[int], nn.Module] = {}
+        for module in self.model.modules():  # outermost first: it keeps the key
+            owners.setdefault(frozenset(id(p) for p in module.parameters()), module)
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
-        return [ParameterBlock([params[n] for n in names]) for _, names in sorted(groups.items())]
+        blocks = []
+        for _, names in sorted(groups.items()):
+            group = [params[n] for n in names]
+            blocks.append(owners.get(frozenset(id(p) for p in group)) or ParameterBlock(group))
+        return blocks
 
 
 def _create(
