@@ -71,7 +71,7 @@ def _faces_dir(run_dir: Path) -> Path:
 
 @pytest.mark.slow
 def test_threshold_and_temperature_come_from_val_only(trained_run, tmp_path, monkeypatch) -> None:
-    import deepfake_exp.evaluate as evaluate
+    import deepfake_exp.tasks.evaluate as evaluate
 
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     real_select = evaluate.select_threshold
@@ -161,7 +161,7 @@ def _copy_faces(
 
 @pytest.mark.slow
 def test_cross_dataset_rows_use_all_faces_and_the_val_threshold(trained_run, tmp_path) -> None:
-    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     own = _faces_dir(trained_run)
     faces_root = tmp_path / "faces"
@@ -211,7 +211,7 @@ def test_cross_dataset_leaves_out_videos_the_run_saw_whatever_the_folder(
     trained_run, tmp_path
 ) -> None:
     """Two faces folders of the same source videos (York's and Emory's crops of one DFDC)."""
-    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     own = _faces_dir(trained_run)
     faces_root = tmp_path / "faces"
@@ -251,8 +251,10 @@ def _crafted_checkpoint(run_dir: Path, target: Path, edit) -> Path:
 
 @pytest.mark.slow
 def test_every_test_metric_has_a_group_bootstrap_interval(trained_run, tmp_path) -> None:
-    from deepfake_exp.evaluate import BootstrapSettings, evaluate_checkpoint, format_summary
     from deepfake_exp.evaluation.bootstrap import bootstrap_ci
+    from deepfake_exp.evaluation.scores import BootstrapSettings
+    from deepfake_exp.evaluation.tables import format_summary
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     # the training run's own evaluation: settings recorded, intervals for every metric
     recorded = json.loads((trained_run / "metrics.json").read_text())
@@ -313,7 +315,8 @@ def test_every_test_metric_has_a_group_bootstrap_interval(trained_run, tmp_path)
 def test_failed_inputs_are_counted_and_left_out_only_faceless_videos_score_half(
     trained_run, tmp_path
 ) -> None:
-    from deepfake_exp.evaluate import evaluate_checkpoint, format_summary
+    from deepfake_exp.evaluation.tables import format_summary
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     own = _faces_dir(trained_run)
     copy = _copy_faces(own, tmp_path / "faces" / "with_failures")
@@ -364,8 +367,8 @@ def test_failed_inputs_are_counted_and_left_out_only_faceless_videos_score_half(
 def test_evaluation_caps_faces_per_video_like_training_and_checks_the_data(
     trained_run, tmp_path
 ) -> None:
-    from deepfake_exp.evaluate import evaluate_checkpoint
     from deepfake_exp.runs import DataMismatchError, data_fingerprint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     own = _faces_dir(trained_run)
     fingerprint = data_fingerprint(own)
@@ -395,7 +398,7 @@ def test_evaluation_caps_faces_per_video_like_training_and_checks_the_data(
 
 
 def test_unknown_eval_dataset_names_the_preprocess_command(tmp_path) -> None:
-    from deepfake_exp.evaluate import resolve_faces_dir
+    from deepfake_exp.evaluation.cross_dataset import resolve_faces_dir
 
     with pytest.raises(FileNotFoundError, match="deepfake_exp.preprocess"):
         resolve_faces_dir("never_preprocessed", tmp_path)
@@ -404,18 +407,29 @@ def test_unknown_eval_dataset_names_the_preprocess_command(tmp_path) -> None:
 # ------------------------------------------------------------------------ TTA
 
 
+class _Pixels(nn.Module):
+    """A backbone that passes the flattened image on, with the normalisation TTA pads with."""
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
 class _LinearDetector(nn.Module):
     """P(fake) = sigmoid(<w, image>) with random w: sensitive to every pixel, not mirror-symmetric."""
 
     def __init__(self, size: int = 32) -> None:
         super().__init__()
-        self.backbone = nn.Module()
-        self.backbone.mean, self.backbone.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-        generator = torch.Generator().manual_seed(0)
-        self.weight = nn.Parameter(torch.randn(3, size, size, generator=generator) / size)
+        self.backbone = _Pixels()
+        self.head = nn.Linear(3 * size * size, 1, bias=False)
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(0)
+            self.head.weight.copy_(torch.randn(1, 3 * size * size, generator=generator) / size)
+        self.hparams = {"head": "sigmoid"}
 
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((images * self.weight).sum(dim=(1, 2, 3)))
+        return torch.sigmoid(self.head(self.backbone(images))[:, 0])
 
 
 @pytest.fixture
@@ -424,37 +438,32 @@ def small_detector() -> _LinearDetector:
 
 
 def test_flip_tta_changes_nothing_for_a_mirror_symmetric_input(small_detector) -> None:
-    from deepfake_exp.evaluate import TTAModel
+    from deepfake_exp.inference.tta import TTAModel
 
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     symmetric = (images + images.flip(3)) / 2
     with torch.no_grad():
-        plain = TTAModel(small_detector, "none").predict_proba(symmetric)
-        flipped = TTAModel(small_detector, "flip").predict_proba(symmetric)
-        asymmetric_plain = TTAModel(small_detector, "none").predict_proba(images)
-        asymmetric_flip = TTAModel(small_detector, "flip").predict_proba(images)
+        plain = TTAModel(small_detector, "none")(symmetric)
+        flipped = TTAModel(small_detector, "flip")(symmetric)
+        asymmetric_plain = TTAModel(small_detector, "none")(images)
+        asymmetric_flip = TTAModel(small_detector, "flip")(images)
     torch.testing.assert_close(flipped, plain, rtol=0, atol=1e-6)
     assert not torch.allclose(asymmetric_flip, asymmetric_plain, atol=1e-4)
 
 
-def test_york_tta_averages_six_views_and_pads_with_black(small_detector, monkeypatch) -> None:
-    from deepfake_exp.evaluate import TTAModel, scale_view
+def test_york_tta_averages_six_views_and_pads_with_black(small_detector) -> None:
+    from deepfake_exp.inference.tta import TTAModel, scale_view
 
     calls = []
-    original = small_detector.predict_proba
-
-    def counting(images):
-        calls.append(images.clone())
-        return original(images)
-
-    monkeypatch.setattr(small_detector, "predict_proba", counting)
+    small_detector.backbone.register_forward_pre_hook(lambda _, args: calls.append(args[0]))
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        probs = TTAModel(small_detector, "york").predict_proba(images)
-    assert probs.shape == (2,) and ((probs >= 0) & (probs <= 1)).all()
-    assert len(calls) == 6
-    assert torch.equal(calls[0], images) and torch.equal(calls[3], images.flip(3))
-    expected = torch.stack([original(view) for view in calls]).mean(0)
+        probs = TTAModel(small_detector, "york")(images)
+        assert probs.shape == (2,) and ((probs >= 0) & (probs <= 1)).all()
+        assert len(calls) == 6
+        assert torch.equal(calls[0], images) and torch.equal(calls[3], images.flip(3))
+        views = list(calls)
+        expected = torch.stack([small_detector.predict_proba(view) for view in views]).mean(0)
     torch.testing.assert_close(probs, expected)
 
     mean = torch.tensor(small_detector.backbone.mean).view(1, 3, 1, 1)
@@ -471,7 +480,7 @@ def test_york_tta_averages_six_views_and_pads_with_black(small_detector, monkeyp
 
 
 def test_unknown_tta_is_rejected(small_detector) -> None:
-    from deepfake_exp.evaluate import TTAModel
+    from deepfake_exp.inference.tta import TTAModel
 
     with pytest.raises(ValueError, match="york"):
         TTAModel(small_detector, "rotate")
@@ -479,7 +488,7 @@ def test_unknown_tta_is_rejected(small_detector) -> None:
 
 @pytest.mark.slow
 def test_evaluate_with_york_tta_runs_and_records_it(trained_run, tmp_path) -> None:
-    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     plain = json.loads((trained_run / "metrics.json").read_text())
     metrics = evaluate_checkpoint(
@@ -548,7 +557,7 @@ def test_vit_gets_attention_rollout_and_cnn_gets_gradcam_on_the_last_conv_block(
 
 def test_cross_dataset_scores_only_the_label_independent_eval_sample(tmp_path, monkeypatch):
     """Per-class training frames (York: 40 per REAL) must not enter another set's scores."""
-    import deepfake_exp.evaluate as evaluate_module
+    import deepfake_exp.inference.scoring as scoring
 
     faces = tmp_path / "other"
     faces.mkdir()
@@ -568,6 +577,6 @@ def test_cross_dataset_scores_only_the_label_independent_eval_sample(tmp_path, m
         scored["faces"] = manifest["face_path"].tolist()
         return manifest.assign(prob=0.5)
 
-    monkeypatch.setattr(evaluate_module, "predict_faces", fake_predict)
-    evaluate_module.external_predictions(None, faces, None, "mean", "none", 4, 0)
+    monkeypatch.setattr(scoring, "predict_faces", fake_predict)
+    scoring.external_predictions(None, faces, None, "mean", "none", 4, 0)
     assert scored["faces"] == ["f/a0.png", "f/b0.png", "f/b1.png"]

@@ -11,7 +11,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from deepfake_exp import export
+from deepfake_exp.inference import export
+from deepfake_exp.tasks.export import export_checkpoint
 from tests.conftest import compose_config
 from tests.test_evaluate_extras import shared_run
 
@@ -43,7 +44,7 @@ def test_exported_checkpoint_matches_pytorch(trained_run, tmp_path, fmt: str) ->
     from deepfake_exp.inference import load_detector, safe_instantiate
 
     ckpt = trained_run / "checkpoints" / "best.ckpt"
-    info = export.export_checkpoint(ckpt, tmp_path, fmt)
+    info = export_checkpoint(ckpt, tmp_path, fmt)
     path = Path(info["file"])
     assert path.name == {"onnx": "model.onnx", "torchscript": "model.ts"}[fmt] and path.is_file()
     assert info["max_abs_difference"] <= ATOL

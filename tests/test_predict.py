@@ -22,7 +22,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-import deepfake_exp.predict as predict
+import deepfake_exp.inference.predictor as predictor_module
+import deepfake_exp.predict as entrypoint
+import deepfake_exp.tasks.predict as predict
 from deepfake_exp.runs import DataMismatchError
 from tests.conftest import compose_config
 from tests.test_evaluate_extras import shared_run
@@ -72,7 +74,7 @@ def save_run(run_dir: Path, checkpoint: dict, metrics_from: Path | None = None) 
 @pytest.fixture(scope="module")
 def sensitive_run(trained_run, tmp_path_factory) -> Path:
     """The tiny run's config and data with a random-weight ViT, evaluated into its folder."""
-    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     stored = load_checkpoint(trained_run)
     run_config = {**stored["run_config"], "model": TINY_VIT}
@@ -100,7 +102,17 @@ def edited_run(run_dir: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
 
 
 def scored_test_videos(run_dir: Path) -> pd.DataFrame:
-    videos = pd.read_csv(faces_dir_of(run_dir) / "videos.csv")
+    """Test videos with faces, cropped at their own boxes.
+
+    A fake cropped at its original's boxes (manifest ``box_source == "original"``) is left
+    out: predict scores a file on its own, with no original to take boxes from.
+    """
+    faces_dir = faces_dir_of(run_dir)
+    videos = pd.read_csv(faces_dir / "videos.csv")
+    manifest = pd.read_csv(faces_dir / "manifest.csv")
+    if "box_source" in manifest:
+        borrowed = set(manifest.loc[manifest["box_source"] == "original", "video_id"])
+        videos = videos[~videos["video_id"].isin(borrowed)]
     return videos[(videos["split"] == "test") & (videos["num_faces"] > 0)]
 
 
@@ -134,7 +146,7 @@ def test_predict_reproduces_preprocessing_crops_and_evaluation_scores(sensitive_
     eval_videos = pd.read_csv(sensitive_run / "predictions_test_videos.csv").set_index("video_id")
     assert eval_faces["prob"].max() - eval_faces["prob"].min() > 0.05, "scores must tell apart"
     metrics = json.loads((sensitive_run / "metrics.json").read_text())
-    predictor = predict.Predictor(sensitive_run / "checkpoints" / "best.ckpt")
+    predictor = predictor_module.Predictor(sensitive_run / "checkpoints" / "best.ckpt")
     assert predictor.crop_settings_source.endswith("extraction.json")
     assert predictor.threshold == metrics["thresholds_from_val"]["video"]
     assert predictor.threshold_source == "val, tta=none (training run)"
@@ -245,10 +257,10 @@ def test_every_input_gets_a_row_and_face_less_files_score_one_half(
 
 @slow
 def test_tta_threshold_is_chosen_on_val_with_the_same_tta(sensitive_run, tmp_path) -> None:
-    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     ckpt = sensitive_run / "checkpoints" / "best.ckpt"
-    predictor = predict.Predictor(ckpt, tta="flip")
+    predictor = predictor_module.Predictor(ckpt, tta="flip")
     reference = evaluate_checkpoint(
         ckpt, tmp_path / "eval", make_plots=False, calibrate=False, num_workers=0, tta="flip"
     )
@@ -268,8 +280,10 @@ def test_tta_threshold_refuses_a_faces_folder_that_changed(sensitive_run, tmp_pa
 
     ckpt = edited_run(sensitive_run, tmp_path / "run", other_data)
     with pytest.raises(DataMismatchError, match="manifest_sha256"):
-        predict.Predictor(ckpt, tta="flip")
-    assert predict.Predictor(ckpt).threshold_source.startswith("val, tta=none")  # no manifest read
+        predictor_module.Predictor(ckpt, tta="flip")
+    assert predictor_module.Predictor(ckpt).threshold_source.startswith(
+        "val, tta=none"
+    )  # no manifest read
 
 
 @slow
@@ -285,7 +299,7 @@ def test_without_the_faces_folder_predict_uses_the_checkpoint_settings(
         config["extraction"]["image_format"] = "jpeg"
 
     ckpt = edited_run(sensitive_run, tmp_path / "run", elsewhere)
-    predictor = predict.Predictor(ckpt, tta="flip")
+    predictor = predictor_module.Predictor(ckpt, tta="flip")
     assert predictor.crop_settings_source.startswith("checkpoint run config (no extraction.json")
     assert predictor.extraction.image_format == "jpg"
     assert_crops_match_preprocessing(
@@ -302,7 +316,9 @@ def test_a_re_extracted_faces_folder_is_not_read_for_crop_settings(sensitive_run
         stored = checkpoint.get("data_fingerprint") or {}
         checkpoint["data_fingerprint"] = {**stored, "extraction": "f" * 64}
 
-    predictor = predict.Predictor(edited_run(sensitive_run, tmp_path / "run", re_extracted))
+    predictor = predictor_module.Predictor(
+        edited_run(sensitive_run, tmp_path / "run", re_extracted)
+    )
     assert predictor.crop_settings_source == (
         "checkpoint run config (faces folder re-extracted since training)"
     )
@@ -324,7 +340,7 @@ def test_predict_exits_non_zero_when_nothing_could_be_scored(
     # printing the table and writing the files.
     cfg = predict_cfg(tmp_path, sensitive_run, [media["corrupt"]])
     with pytest.raises(predict.NothingScoredError):
-        predict.main.__wrapped__(cfg)
+        entrypoint.main.__wrapped__(cfg)
     saved = json.loads((Path(cfg.paths.output_dir) / "predictions.json").read_text())
     assert [f["reason"] for f in saved["files"]] == ["unreadable_video"]
 
@@ -336,15 +352,19 @@ def test_display_paths_are_relative_to_the_common_folder(tmp_path) -> None:
 
 
 def test_both_jpeg_spellings_redo_the_jpeg_round_trip() -> None:
-    assert predict.is_jpeg("jpg") and predict.is_jpeg("jpeg") and predict.is_jpeg("JPEG")
-    assert not predict.is_jpeg("png")
+    assert (
+        predictor_module.is_jpeg("jpg")
+        and predictor_module.is_jpeg("jpeg")
+        and predictor_module.is_jpeg("JPEG")
+    )
+    assert not predictor_module.is_jpeg("png")
 
 
 def test_a_folder_without_media_is_kept_as_an_input(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.png").write_bytes(b"")
-    assert predict.expand_inputs([tmp_path / "empty", tmp_path / "full"]) == [
+    assert predictor_module.expand_inputs([tmp_path / "empty", tmp_path / "full"]) == [
         tmp_path / "empty",
         tmp_path / "full" / "x.png",
     ]

@@ -133,7 +133,7 @@ def test_predict_refuses_crafted_blocks_before_building_anything(
     block: str, legit, tmp_path, monkeypatch
 ) -> None:
     """predict's own instantiation of the stored blocks goes through the allow-list too."""
-    import deepfake_exp.predict as predict
+    import deepfake_exp.inference.predictor as predict
 
     marker = tmp_path / "PWNED"
     ckpt = write_checkpoint(

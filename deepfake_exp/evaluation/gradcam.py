@@ -3,8 +3,9 @@
 The Midway study planned Grad-CAM to check that a detector judges the face and not the
 background. Both explanations are heat maps in [0, 1] at the input resolution, one per image,
 so one gallery shows either. Grad-CAM comes from the ``grad-cam`` package (pytorch-grad-cam);
-the rollout from :func:`deepfake_exp.models.vit.attention_rollout`. Everything here takes a
-plain ``nn.Module`` and tensors: no training code, no data loading.
+the rollout from :func:`deepfake_exp.evaluation.rollout.attention_rollout` over the maps a ViT
+exposes (``store_attention``, ``attention_maps()``). Everything here takes a plain
+``nn.Module`` and tensors: no model code, no data loading.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import Tensor, nn
 
-from deepfake_exp.models.vit import attention_rollout
+from deepfake_exp.evaluation.rollout import attention_rollout
 
 
 def fake_log_odds(output: Tensor) -> Tensor:
@@ -107,21 +108,9 @@ def explain(model: nn.Module, backbone: nn.Module, images: Tensor) -> tuple[np.n
     return gradcam_maps(model, images, last_conv_block(backbone.blocks())), "Grad-CAM"
 
 
-def denormalise(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Normalised ``(B, 3, H, W)`` tensors back to RGB floats ``(B, H, W, 3)`` in [0, 1].
-
-    The overlay is drawn on exactly what the model saw (resized, padded), not on the crop file.
-    """
-    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    rgb = (images * std_t + mean_t).clamp(0.0, 1.0)
-    return rgb.permute(0, 2, 3, 1).detach().cpu().numpy().astype(np.float32)
-
-
 def overlay(image: np.ndarray, heat: np.ndarray, image_weight: float = 0.55) -> np.ndarray:
-    """A JET heat map blended over an RGB float image in [0, 1]; returns RGB ``uint8``."""
+    """A JET heat map blended over an RGB ``uint8`` image; returns RGB ``uint8``."""
     if heat.shape != image.shape[:2]:
         heat = cv2.resize(heat, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return show_cam_on_image(
-        image, np.clip(heat, 0.0, 1.0), use_rgb=True, image_weight=image_weight
-    )
+    rgb = image.astype(np.float32) / 255.0
+    return show_cam_on_image(rgb, np.clip(heat, 0.0, 1.0), use_rgb=True, image_weight=image_weight)

@@ -22,7 +22,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from deepfake_exp.evaluation.metrics import (
     as_binary_arrays,
@@ -279,6 +285,44 @@ def plot_gallery(
         axes.set_title(caption, fontsize=8)
         axes.set_axis_off()
     return figure
+
+
+def plot_roc_overlay(curves: dict[str, tuple[Any, Any]], title: str = "ROC curves") -> Figure:
+    """One ROC curve per named ``(labels, probs)`` pair on shared axes (runs or datasets)."""
+    figure = new_figure(6.0, 5.0)
+    axes = figure.add_subplot()
+    for name, (labels, probs) in curves.items():
+        labels = np.asarray(labels)
+        if not has_both_classes(labels):
+            axes.plot([], [], ls=":", label=f"{name} (one class only)")
+            continue
+        fpr, tpr, _ = roc_curve(labels, probs)
+        axes.plot(fpr, tpr, lw=2, label=f"{name} (AUC = {roc_auc_score(labels, probs):.3f})")
+    axes.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    axes.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="False positive rate (real called fake)",
+        ylabel="True positive rate (fake caught)",
+        title=title,
+    )
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def sample_faces(faces: pd.DataFrame, k: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of ``k`` faces, half real and half fake, from as many videos as possible."""
+    if k <= 0 or faces.empty:
+        return faces.iloc[:0]
+    picked = []
+    groups = [g for _, g in faces.groupby("label", sort=True)]
+    for i, group in enumerate(groups):
+        share = k // len(groups) + (1 if i < k % len(groups) else 0)
+        shuffled = group.sample(frac=1.0, random_state=seed)
+        repeat = shuffled.groupby("video_id", sort=False).cumcount()  # 0: a video's first face
+        picked.append(shuffled.iloc[np.argsort(repeat.to_numpy(), kind="stable")[:share]])
+    return pd.concat(picked)
 
 
 def most_confident_errors(

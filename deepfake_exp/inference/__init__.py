@@ -1,29 +1,28 @@
-"""Inference from a checkpoint: safe rebuilding, the run's val threshold, batched scoring."""
+"""Inference from a checkpoint: safe rebuilding, the one P(fake) path, TTA, scoring, export."""
 
 from deepfake_exp.inference.checkpoint import (
-    RunThreshold,
     load_detector,
-    predict_batches,
     resolve_checkpoint,
-    run_threshold,
     stored_data_fingerprint,
 )
+from deepfake_exp.inference.proba import FakeProbability, fake_probability_model
 from deepfake_exp.inference.safe import (
     UnsafeCheckpointError,
     check_targets,
     is_allowed_target,
     safe_instantiate,
 )
+from deepfake_exp.inference.scoring import predict_batches
 
 __all__ = [
-    "RunThreshold",
+    "FakeProbability",
     "UnsafeCheckpointError",
     "check_targets",
+    "fake_probability_model",
     "is_allowed_target",
     "load_detector",
     "predict_batches",
     "resolve_checkpoint",
-    "run_threshold",
     "safe_instantiate",
     "stored_data_fingerprint",
 ]

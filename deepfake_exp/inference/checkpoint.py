@@ -1,31 +1,26 @@
-"""Rebuild a trained detector from its checkpoint alone and run it over faces."""
+"""Rebuild a trained detector from its checkpoint alone."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from deepfake_exp.inference.safe import check_targets, safe_instantiate
 from deepfake_exp.models.module import DeepfakeDetector
+from deepfake_exp.runs import RunDir
 
 log = logging.getLogger(__name__)
 
 
 def resolve_checkpoint(ckpt_path: str | Path | None, run_dir: str | Path | None) -> Path:
-    """``ckpt_path`` itself, or ``<run_dir>/checkpoints/best.ckpt``; clear error if absent."""
+    """``ckpt_path`` itself, or the run's best checkpoint; clear error if absent."""
     if ckpt_path:
         path = Path(ckpt_path)
     elif run_dir:
-        path = Path(run_dir) / "checkpoints" / "best.ckpt"
+        path = RunDir(run_dir).best_ckpt
     else:
         raise ValueError("give ckpt_path=<file.ckpt> or run_dir=<train run directory>")
     if not path.is_file():
@@ -75,57 +70,3 @@ def stored_data_fingerprint(ckpt_path: str | Path) -> dict | None:
     (``None``: a run older than fingerprints)."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
     return checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
-
-
-@dataclass(frozen=True)
-class RunThreshold:
-    """The video threshold a training run chose on val, and how it was chosen."""
-
-    video: float
-    tta: str
-    criterion: str | None
-    source: Path
-
-
-def run_threshold(ckpt_path: str | Path) -> RunThreshold | None:
-    """``<run>/metrics.json``'s val-chosen video threshold for ``<run>/checkpoints/x.ckpt``.
-
-    ``None`` when the checkpoint is not inside a run directory with a ``metrics.json`` or that
-    file chose no video threshold.
-    """
-    metrics_path = Path(ckpt_path).resolve().parent.parent / "metrics.json"
-    if not metrics_path.is_file():
-        return None
-    metrics = json.loads(metrics_path.read_text())
-    video = (metrics.get("thresholds_from_val") or {}).get("video")
-    if video is None:
-        return None
-    return RunThreshold(
-        float(video), metrics.get("tta") or "none", metrics.get("threshold_criterion"), metrics_path
-    )
-
-
-@torch.no_grad()
-def predict_batches(
-    module: DeepfakeDetector,
-    batches: Iterable[dict[str, torch.Tensor]],
-    flip_tta: bool = False,
-    progress: bool = False,
-    desc: str = "predict",
-) -> pd.DataFrame:
-    """P(fake) per sample as a frame with ``index``, ``label``, ``prob``.
-
-    ``flip_tta`` averages the prediction of the image and its horizontal mirror.
-    """
-    module.eval()
-    device = module.device
-    rows = {"index": [], "label": [], "prob": []}
-    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        images = batch["image"].to(device)
-        prob = module.predict_proba(images)
-        if flip_tta:
-            prob = (prob + module.predict_proba(torch.flip(images, dims=[3]))) / 2
-        rows["index"].append(batch["index"].cpu().numpy())
-        rows["label"].append(batch["label"].cpu().numpy())
-        rows["prob"].append(prob.float().cpu().numpy())
-    return pd.DataFrame({k: np.concatenate(v) if v else np.array([]) for k, v in rows.items()})

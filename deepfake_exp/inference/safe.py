@@ -44,6 +44,7 @@ HYDRA_KEYS = ("_args_", "_partial_", "_recursive_", "_convert_")
 PROJECT_CLASS_MODULES = (
     "deepfake_exp.models.backbones",
     "deepfake_exp.models.vit",
+    "deepfake_exp.models.timm_backbone",
     "deepfake_exp.models.module",
     "deepfake_exp.data.transforms",
     "deepfake_exp.data.sbi",
@@ -52,6 +53,7 @@ PROJECT_CLASS_MODULES = (
     "deepfake_exp.faces.detectors",
     "deepfake_exp.faces.extract",
     "deepfake_exp.preprocessing.settings",  # ExtractionConfig (faces.extract aliases it)
+    "deepfake_exp.evaluation.robustness",  # perturbations of a run's robustness option
 )
 PROJECT_FUNCTION_MODULES = ("deepfake_exp.models.schedulers",)
 LIGHTNING_BASES = (("callbacks", "Callback"), ("loggers", "Logger"), ("profilers", "Profiler"))

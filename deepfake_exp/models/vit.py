@@ -7,18 +7,20 @@ blocks (LayerNorm first inside each residual branch, which trains without warm-u
 classification head is built separately (``heads.build_head``) on the final-LN CLS embedding.
 
 Attention maps can be kept for attention rollout: set ``store_attention = True``, run a
-forward pass, read ``attention_maps()`` and pass them to ``attention_rollout``.
+forward pass, read ``attention_maps()`` and pass them to
+:func:`deepfake_exp.evaluation.rollout.attention_rollout`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# compatibility: removed by the lead at the end (models/__init__ re-exports it)
+from deepfake_exp.evaluation.rollout import attention_rollout  # noqa: F401
 from deepfake_exp.models.backbones import Backbone
 from deepfake_exp.models.weights import load_pretrained
 
@@ -160,30 +162,3 @@ class VisionTransformer(Backbone):
         if any(m is None for m in maps):
             raise RuntimeError("no attention stored: set store_attention = True, then run forward")
         return maps  # type: ignore[return-value]
-
-
-def attention_rollout(attentions: Sequence[Tensor]) -> Tensor:
-    """Attention rollout (Abnar & Zuidema, 2020): how much the CLS token draws on each patch.
-
-    Each layer's head-averaged attention plus the identity (the residual path), row
-    normalised, is multiplied through the layers.
-
-    Args:
-        attentions: Per-layer ``(B, heads, T, T)`` maps, input to output, T = 1 + grid**2.
-
-    Returns:
-        ``(B, grid, grid)`` non-negative weights of the patches.
-    """
-    if not attentions:
-        raise ValueError("attention_rollout needs at least one attention map")
-    tokens = attentions[0].shape[-1]
-    grid = math.isqrt(tokens - 1)
-    if grid * grid != tokens - 1:
-        raise ValueError(f"{tokens} tokens are not a CLS token plus a square patch grid")
-    eye = torch.eye(tokens, device=attentions[0].device, dtype=attentions[0].dtype)
-    rollout = eye.expand(attentions[0].shape[0], tokens, tokens)
-    for attention in attentions:
-        layer = attention.mean(dim=1) + eye
-        layer = layer / layer.sum(dim=-1, keepdim=True)
-        rollout = layer @ rollout
-    return rollout[:, 0, 1:].reshape(-1, grid, grid)
