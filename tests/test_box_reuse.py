@@ -251,3 +251,27 @@ def test_boxes_file_is_plain_json_with_the_originals_stamp(family, tmp_path) -> 
     data = json.loads(boxes_path(out / "parts", "orig").read_text())
     assert data["total_frames"] == FRAMES and data["frame_size"] == [64, 96]
     assert len(data["boxes"]) == CONFIG.num_frames and data["stamp"]["label"] == 0
+
+
+@pytest.mark.slow
+def test_box_reuse_and_projection_sections_on_a_tiny_family(tmp_path) -> None:
+    """Correct on tiny sizes (figures come from ``make bench`` on a quiet machine)."""
+    from deepfake_exp.benchmarks import SECTIONS
+    from deepfake_exp.benchmarks.box_reuse import run, run_projection
+    from deepfake_exp.benchmarks.common import compose
+
+    assert {"box_reuse", "projection"} <= set(SECTIONS)
+    tiny = [
+        "box_reuse.fakes_per_original=2", "box_reuse.num_frames=3",
+        "box_reuse.frames_per_video=8", "box_reuse.size=320x240", "box_reuse.fps=8",
+        "box_reuse.min_face_px=40", "box_reuse.repeats=1", f"box_reuse.cache_dir={tmp_path}",
+    ]  # fmt: skip
+    cfg = compose("bench", tiny)
+    table = run(cfg.box_reuse).set_index("measure")
+    assert table.loc["detected frames per video, reuse", "ratio"] == pytest.approx(1 / 3, abs=1e-3)
+    assert table.loc["median IoU reused vs own boxes", "value"] > 0.5
+    projection = run_projection(cfg.projection).set_index("measure")
+    today, reuse = projection.loc[["CPU-hours, today", "CPU-hours, box reuse"], "value"]
+    assert 0 < reuse < today
+    assert projection.loc["files, shards", "value"] < projection.loc["files, loose JPEGs", "value"]
+    assert (projection.index == "assumption").sum() >= 3
