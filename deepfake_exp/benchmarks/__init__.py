@@ -12,4 +12,6 @@ SECTIONS = {
     "training": "deepfake_exp.benchmarks.training:run",
     "augmentation": "deepfake_exp.benchmarks.augmentation:run",
     "analysis": "deepfake_exp.benchmarks.analysis:run",
+    "box_reuse": "deepfake_exp.benchmarks.box_reuse:run",
+    "projection": "deepfake_exp.benchmarks.box_reuse:run_projection",
 }
