@@ -590,3 +590,33 @@ def test_missing_root_names_path_and_override(tmp_path, name):
     message = str(info.value)
     assert str((tmp_path / "nowhere" / name).resolve()) in message
     assert "dataset.root=" in message
+
+
+# --- read_splits: test-only sets for cross-dataset and held-out-method protocols ------------
+
+
+def test_read_splits_keeps_only_the_official_test_videos(ff_root, tmp_path):
+    methods = ["Deepfakes", "Face2Face"]
+    everything = FaceForensicsSource("ff", ff_root, methods=methods).records()
+    test = FaceForensicsSource("ff", ff_root, methods=["Face2Face"], read_splits=["test"])
+    records = test.records()
+    expected = {
+        r.video_id for r in everything if r.split == "test" and r.method in (None, "Face2Face")
+    }
+    assert {r.video_id for r in records} == expected and {r.split for r in records} == {"test"}
+    assert {r.label for r in records} == {REAL, FAKE}
+
+    root = write_celebdf(tmp_path / "celebdf", CELEB_VIDEOS, CELEB_TEST)
+    celeb = CelebDFSource("celebdf", root, read_splits=["test"]).records()
+    listed = {v for _, v in CELEB_TEST}
+    assert celeb and {r.video_id for r in celeb} <= listed and {r.split for r in celeb} == {"test"}
+
+
+def test_read_splits_fails_clearly(tmp_path, ff_root):
+    with pytest.raises(ValueError, match="read_splits must name some of"):
+        FaceForensicsSource("ff", ff_root, read_splits=["tset"])
+    with pytest.raises(ValueError, match="use_official_split=true"):
+        DFDCSource("dfdc", tmp_path, read_splits=["test"])
+    root = write_dfdc(tmp_path / "dfdc", dfdc_parts())
+    with pytest.raises(ValueError, match=r"no video is in the official split\(s\) \['test'\]"):
+        DFDCSource("dfdc", root, use_official_split=True, read_splits=["test"]).records()

@@ -523,3 +523,43 @@ def test_sets_stored_before_methods_read_as_blend(tmp_path: Path) -> None:
     source = SyntheticSource("synthetic", tmp_path, **_source_kwargs(TINY))
     assert source.is_current()
     assert {r.method for r in source.records() if r.label == FAKE} == {"blend"}
+
+
+def test_official_split_lists_whole_pools_the_same_for_every_method_subset(tmp_path: Path) -> None:
+    """As FF++'s pair lists: every person in one split, and reading another subset of the
+    methods (a held-out-method test set) keeps every list."""
+    config = replace(
+        TINY, num_identities=24, people_per_video=2, official_split=(0.6, 0.2, 0.2),
+        generator_methods=("hard_paste", "box_mask"),
+    )  # fmt: skip
+    metadata = dataset_metadata(config)
+    people = {}
+    for entry in metadata.values():
+        for key in ("identity", "source_identity", "companion_identity"):
+            if key in entry:
+                people.setdefault(entry[key], set()).add(entry["split"])
+    assert all(len(splits) == 1 for splits in people.values()), people
+    assert Counter(e["split"] for e in metadata.values()) == {"train": 48, "val": 12, "test": 12}
+    assert dataset_metadata(replace(config, official_split=None)) == {
+        n: {**e, "split": "train"} for n, e in metadata.items()
+    }
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    generate = {**_source_kwargs(config), "use_official_split": True}
+    source = SyntheticSource("synthetic", tmp_path, **generate)
+    source.prepare = lambda: None  # metadata only: no video needed to read the lists
+    test = SyntheticSource(
+        "synthetic", tmp_path, **generate, methods=["box_mask"], read_splits=["test"]
+    )
+    test.prepare = lambda: None
+    split_of = {r.video_id: r.split for r in source.records()}
+    held_out = test.records()
+    assert {r.split for r in held_out} == {"test"} and {r.method for r in held_out} == {
+        None,
+        "box_mask",
+    }
+    assert all(split_of[r.video_id] == "test" for r in held_out)
+    assert len(held_out) == sum(s == "test" for s in split_of.values()) * 2 // 3
+    with pytest.raises(ValueError, match="swap pools cannot give"):
+        dataset_metadata(replace(TINY, num_identities=4, official_split=(0.6, 0.2, 0.2)))
+    with pytest.raises(ValueError, match="official_split"):
+        SyntheticConfig(official_split=(0.5, 0.5))

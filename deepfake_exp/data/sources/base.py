@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from deepfake_exp.data.records import LABEL_NAMES, MediaRecord
+from deepfake_exp.data.splits import SPLITS
 
 PROBLEM_FIELDS = ("video_id", "path", "label", "reason", "detail")  # failures.csv's columns
 
@@ -43,6 +44,9 @@ class Source(ABC):
     Args:
         name: Dataset name; names the preprocessed output folder and appears in logs.
         root: Dataset root directory.
+        read_splits: Read only the videos of these official splits (e.g. ``[test]``: Celeb-DF's
+            test list, FF++'s test pairs, for a cross-dataset or held-out-method test set);
+            ``None`` reads all. Sources with official splits take it as an argument.
         is_cropped: True when items are already face crops (use ``detector=none``).
     """
 
@@ -50,10 +54,19 @@ class Source(ABC):
     # What identities mean here and where disjointness cannot hold (split_report.json's note).
     identity_note: str = "the dataset names no identities: each group stands for one"
 
-    def __init__(self, name: str, root: str | Path) -> None:
+    def __init__(
+        self, name: str, root: str | Path, read_splits: Sequence[str] | None = None
+    ) -> None:
         self.name = name
         self.root = Path(root).expanduser().resolve()
         self.problems: list[dict] = []
+        self.read_splits = None if read_splits is None else tuple(read_splits)
+        unknown = set(self.read_splits or ()) - set(SPLITS)
+        if unknown or self.read_splits == ():
+            raise ValueError(
+                f"dataset '{name}': read_splits must name some of {list(SPLITS)}, "
+                f"got {read_splits!r}"
+            )
 
     def problem(
         self, video_id: str, path: str | Path, reason: str, detail: str, label: int | None = None
@@ -118,6 +131,13 @@ class Source(ABC):
         self.prepare()
         self.check_root()
         records = self.unique((r, "") for r in self._scan())
+        if self.read_splits is not None:
+            records = [r for r in records if r.split in self.read_splits]
+            if not records:
+                raise ValueError(
+                    f"dataset '{self.name}': no video is in the official split(s) "
+                    f"{list(self.read_splits)} (read_splits); are the official splits read?"
+                )
         ordered = sorted(records, key=lambda r: r.video_id)
         return SourceRecords(ordered, self.problems, self.identity_note)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from deepfake_exp.data.records import FAKE, REAL, VIDEO_EXTENSIONS, MediaRecord
@@ -107,6 +108,8 @@ class CelebDFSource(Source):
         test_list: Official test list relative to ``root``; ``null`` to ignore it.
         max_component_share: Largest share of the videos one identity component may hold
             and still be kept whole.
+        read_splits: ``[test]`` reads only the official test list (the cross-dataset
+            protocol's Celeb-DF set); ``None``: every video.
     """
 
     identity_note = (
@@ -122,8 +125,9 @@ class CelebDFSource(Source):
         root: str | Path,
         test_list: str | None = "List_of_testing_videos.txt",
         max_component_share: float = 0.5,
+        read_splits: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(name, root)
+        super().__init__(name, root, read_splits)
         self.test_list = None if test_list is None else self.root / test_list
         if not 0.0 < max_component_share <= 1.0:
             raise ValueError(f"max_component_share must be in (0, 1], got {max_component_share}")

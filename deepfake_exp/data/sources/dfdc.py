@@ -9,6 +9,7 @@ valid JSON (``bad_metadata``; the other parts are still read), an entry with an 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from deepfake_exp.data.records import FAKE, MediaRecord, parse_label
@@ -53,6 +54,8 @@ class DFDCSource(Source):
         root: Folder holding ``metadata.json`` or the ``dfdc_train_part_*`` folders.
         use_official_split: Keep the metadata's ``split``. DFDC's training parts all say
             ``train``, so by default the split policy decides instead.
+        read_splits: Read only the videos whose metadata ``split`` is one of these (needs
+            ``use_official_split``); ``None``: all.
     """
 
     identity_note = (
@@ -61,8 +64,19 @@ class DFDCSource(Source):
         "the groups)"
     )
 
-    def __init__(self, name: str, root: str | Path, use_official_split: bool = False) -> None:
-        super().__init__(name, root)
+    def __init__(
+        self,
+        name: str,
+        root: str | Path,
+        use_official_split: bool = False,
+        read_splits: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(name, root, read_splits)
+        if read_splits is not None and not use_official_split:
+            raise ValueError(
+                f"dataset '{name}': read_splits selects by the metadata's split, which is read "
+                "only with use_official_split=true"
+            )
         self.use_official_split = use_official_split
 
     def metadata_files(self) -> list[Path]:

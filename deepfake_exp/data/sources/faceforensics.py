@@ -87,6 +87,8 @@ class FaceForensicsSource(Source):
         split_dir: Folder of ``train/val/test.json`` (relative to ``root`` or absolute);
             ``None`` looks in ``root/splits`` then ``root``. Without the files every split is
             ``None`` and the split policy decides.
+        read_splits: Read only the videos of these official splits (``[test]``: the test
+            pairs, for a held-out-method test set); ``None``: all.
     """
 
     identity_note = (
@@ -101,8 +103,9 @@ class FaceForensicsSource(Source):
         methods: Sequence[str] = METHODS[:4],
         compression: str = "c23",
         split_dir: str | Path | None = None,
+        read_splits: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(name, root)
+        super().__init__(name, root, read_splits)
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         self.methods = list(methods)

@@ -33,8 +33,9 @@ class SyntheticSource(DFDCSource):
             ``generator_methods``. Choosing a subset never regenerates the set.
         workers: Processes used to generate (0 = one per CPU, at most 4); the output is the
             same for any value.
-        use_official_split: Keep the metadata's ``split`` (always ``train`` here), or let
-            the split policy decide (default).
+        use_official_split: Keep the metadata's ``split`` (``train``, or the lists drawn by
+            ``official_split``), or let the split policy decide (default).
+        read_splits: Read only the videos of these official splits (see ``DFDCSource``).
         Other arguments: see ``SyntheticConfig``.
     """
 
@@ -64,11 +65,13 @@ class SyntheticSource(DFDCSource):
         people_per_video: int = _DEFAULT.people_per_video,
         swap_people: str = _DEFAULT.swap_people,
         generator_methods: Sequence[str] = _DEFAULT.generator_methods,
+        official_split: Sequence[float] | None = _DEFAULT.official_split,
         methods: Sequence[str] | None = None,
         workers: int = 0,
         use_official_split: bool = False,
+        read_splits: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(name, root, use_official_split=use_official_split)
+        super().__init__(name, root, use_official_split, read_splits)
         self.config = SyntheticConfig(
             num_identities=num_identities,
             videos_per_identity=videos_per_identity,
@@ -87,6 +90,7 @@ class SyntheticSource(DFDCSource):
             people_per_video=people_per_video,
             swap_people=swap_people,
             generator_methods=tuple(generator_methods),
+            official_split=None if official_split is None else tuple(official_split),
         )
         self.methods = list(self.config.generator_methods if methods is None else methods)
         unknown = sorted(set(self.methods) - set(self.config.generator_methods))

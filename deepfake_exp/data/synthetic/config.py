@@ -21,6 +21,7 @@ ADDED_FIELDS: dict[str, object] = {
     "people_per_video": 1,
     "swap_people": "one",
     "generator_methods": ["blend"],
+    "official_split": None,
 }
 
 
@@ -62,6 +63,9 @@ class SyntheticConfig:
             ``hard_paste``, ``colour_shift``, ``soft_face``, ``box_mask``), each leaving its
             own trace; every REAL video gets ``fakes_per_real`` fakes per method, as every
             FaceForensics++ original has one fake per method.
+        official_split: ``(train, val, test)`` ratios of swap pools listed in each split of
+            ``metadata.json`` (as FaceForensics++'s official pair lists), or ``None``: every
+            video says ``train``, as in DFDC's training parts.
     """
 
     num_identities: int = 48
@@ -81,6 +85,7 @@ class SyntheticConfig:
     people_per_video: int = 1
     swap_people: str = "one"
     generator_methods: tuple[str, ...] = ("blend",)
+    official_split: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         def fail(name: str, rule: str) -> None:
@@ -113,6 +118,9 @@ class SyntheticConfig:
         methods = self.generator_methods
         if not methods or len(set(methods)) < len(methods) or not set(methods) <= set(METHODS):
             fail("generator_methods", f"must name distinct methods of {sorted(METHODS)}")
+        split = self.official_split
+        if split is not None and (len(split) != 3 or min(split) < 0 or sum(split) <= 0):
+            fail("official_split", "must be 3 non-negative ratios (train, val, test) or None")
         if self.people_per_video == 2 and self.num_identities < 2:
             fail("num_identities", "must be >= 2 when people_per_video is 2 (a companion)")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepfake_exp.data.splits import SPLITS
 from deepfake_exp.data.synthetic.config import SyntheticConfig, rng_stream
 from deepfake_exp.data.synthetic.identities import (
     SKIN_TONES,
@@ -126,14 +127,40 @@ def plan_videos(
     return plans
 
 
-def metadata_entry(plan: VideoPlan, identities: list[Identity]) -> dict:
+def official_splits(config: SyntheticConfig) -> dict[int, str]:
+    """Identity -> the split its swap pool is listed in, as FaceForensics++ lists its pairs.
+
+    Without ``official_split`` every video says ``train`` (DFDC's training parts do). With
+    it, pools are shuffled by seed and cut by the ratios, each split with a positive ratio
+    getting at least one pool while there are enough; a pool (with its companions and swap
+    sources) is in one split, so the lists are identity-disjoint, and every subset of
+    methods read from the set has the same lists.
+    """
+    pools = swap_pools(config.num_identities)
+    if config.official_split is None:
+        return {i: "train" for pool in pools for i in pool}
+    order = rng_stream(config.seed, 10).permutation(len(pools))
+    ratios = np.asarray(config.official_split, float) / sum(config.official_split)
+    counts = [round(r * len(pools)) for r in ratios]
+    counts = [max(c, 1) if r > 0 else 0 for c, r in zip(counts, ratios, strict=True)]
+    counts[0] = len(pools) - sum(counts[1:])  # train takes the rest
+    if counts[0] < 0 or (ratios[0] > 0 and counts[0] == 0):
+        raise ValueError(
+            f"official_split {list(config.official_split)}: {len(pools)} swap pools cannot give "
+            "every split with a positive ratio a pool; use more identities"
+        )
+    names = [name for name, n in zip(SPLITS, counts, strict=True) for _ in range(n)]
+    return {i: names[rank] for rank, k in enumerate(order) for i in pools[k]}
+
+
+def metadata_entry(plan: VideoPlan, identities: list[Identity], split: str = "train") -> dict:
     """The video's ``metadata.json`` entry: a fake names its target's ``identity`` and the
     ``source_identity`` swapped in, so a split can keep both people on one side."""
     ident = identities[plan.identity]
     entry = {
         "label": "REAL" if plan.fake is None else "FAKE",
         "original": plan.original,
-        "split": "train",
+        "split": split,
         "identity": ident.name,
         "skin_tone": ident.skin_tone,
     }
@@ -153,7 +180,11 @@ def dataset_metadata(config: SyntheticConfig) -> dict[str, dict]:
     Split and grouping tests read it to check a set's splits in milliseconds.
     """
     identities = draw_identities(config)
-    return {p.name: metadata_entry(p, identities) for p in plan_videos(config, identities)}
+    split_of = official_splits(config)
+    return {
+        p.name: metadata_entry(p, identities, split_of[p.identity])
+        for p in plan_videos(config, identities)
+    }
 
 
 def person_boxes(config: SyntheticConfig, name: str) -> np.ndarray:
