@@ -386,7 +386,7 @@ def hold_lock(directory: Path, pid: int, name: str = ".lock") -> None:
 
 
 def test_preprocessing_refuses_a_folder_held_by_a_live_process(tmp_path, sleeping_pid) -> None:
-    from deepfake_exp.preprocess import preprocessing_lock, shard_lock_name
+    from deepfake_exp.preprocessing.lock import preprocessing_lock, shard_lock_name
     from deepfake_exp.utils.lock import LockedError
 
     out = tmp_path / "faces"
