@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# compatibility: removed by the lead at the end (models/__init__ re-exports it)
-from deepfake_exp.evaluation.rollout import attention_rollout  # noqa: F401
 from deepfake_exp.models.backbones import Backbone
 from deepfake_exp.models.weights import load_pretrained
 
