@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from deepfake_exp.data.records import FAKE, REAL
 from deepfake_exp.data.transforms import AlbumentationsTransform, Augmentation
+from deepfake_exp.utils.data_config import IMAGENET_MEAN, IMAGENET_STD
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # SBI's choices (full blends twice as likely)
 FREQUENCY_OPS = ("downscale", "sharpen", "blur")
@@ -389,8 +390,8 @@ class SBIAugmentation(Augmentation):
     def __init__(
         self,
         input_size: int,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         blend: BlendParams | Mapping[str, Any] | None = None,
         hflip_p: float = 0.5,
         rgb_shift_p: float = 0.3,
