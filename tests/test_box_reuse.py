@@ -275,3 +275,20 @@ def test_box_reuse_and_projection_sections_on_a_tiny_family(tmp_path) -> None:
     assert 0 < reuse < today
     assert projection.loc["files, shards", "value"] < projection.loc["files, loose JPEGs", "value"]
     assert (projection.index == "assumption").sum() >= 3
+
+
+@pytest.mark.parametrize("strategy", ["even", "random"])
+def test_per_class_samples_and_random_frames_still_reuse(family, tmp_path, strategy) -> None:
+    """The original is detected on its fakes' frames too; its own rows stay its samples."""
+    root, records = family
+    config = ExtractionConfig(
+        num_frames=3, num_frames_real=5, num_frames_fake=2, strategy=strategy, crop_size=24
+    )
+    _, summary = extract(root, tmp_path / "faces", records, config)
+    assert summary.boxes_reused == 2 and not summary.box_fallbacks
+    manifest = manifest_of(tmp_path / "faces", records)
+    orig = manifest[manifest.video_id == "orig"]
+    assert (orig["eval_frame"] | orig["train_frame"]).all()
+    assert orig["train_frame"].sum() == 5 and orig["eval_frame"].sum() == 3
+    fake = manifest[manifest.video_id == "fake_a"]
+    assert fake["eval_frame"].sum() == 3 and fake["train_frame"].sum() == 2
