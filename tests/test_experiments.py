@@ -23,8 +23,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.conftest import CONF_DIR, TINY_DATASET, compose_config
 
-#: Experiments that are not a study (pipeline checks and the ``make train`` default).
-NOT_STUDIES = {"smoke", "synthetic_cpu"}
+#: Protocol experiments (the data of a protocol, any model; tests/test_protocols.py checks them).
+PROTOCOLS = {"ff_c23"} | {
+    f"ff_lomo_{m}" for m in ("deepfakes", "face2face", "faceswap", "neuraltextures")
+}
+#: Experiments that are not a study (pipeline checks, the ``make train`` default, protocols) or
+#: whose recipe is checked elsewhere (gend_clip_ln: tests/test_timm.py, on a tiny timm ViT).
+NOT_STUDIES = {"smoke", "synthetic_cpu", "gend_clip_ln"} | PROTOCOLS
 
 
 @dataclass(frozen=True)
