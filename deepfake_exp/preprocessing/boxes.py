@@ -154,10 +154,12 @@ class BoxPlan:
     Args:
         originals: Fake ``video_id`` -> its listed original's record.
         unlisted: Fake ``video_id`` whose named original is not listed -> ``ORIGINAL_MISSING``.
+        with_fakes: Originals whose boxes some fake takes.
     """
 
     originals: dict[str, MediaRecord] = field(default_factory=dict)
     unlisted: dict[str, str] = field(default_factory=dict)
+    with_fakes: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, records: Sequence[MediaRecord], enabled: bool = True) -> BoxPlan:
@@ -171,14 +173,10 @@ class BoxPlan:
                 continue
             if record.original in by_id:
                 plan.originals[record.video_id] = by_id[record.original]
+                plan.with_fakes.add(record.original)
             else:
                 plan.unlisted[record.video_id] = ORIGINAL_MISSING
         return plan
-
-    @property
-    def with_fakes(self) -> set[str]:
-        """Originals whose boxes some fake takes."""
-        return {r.video_id for r in self.originals.values()}
 
 
 def shard_key(record: MediaRecord, by_id: Mapping[str, MediaRecord]) -> str:
