@@ -1,0 +1,148 @@
+"""Every string choice fails at compose time, listing the valid values, and is stored as a string.
+
+Each case runs the real entrypoint in a subprocess with a misspelled value: it must exit
+non-zero before any work (nothing written under its root), name every valid value, and be
+quick. The Enums come from the owners' registries, so a new registry entry is checked here too.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from enum import Enum
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from deepfake_exp.config import choices, plain, validate_config
+from deepfake_exp.config.choices import values_of
+
+# entrypoint, misspelled override, the choice it must list
+TYPOS: list[tuple[str, str, type[Enum]]] = [
+    ("train", "threshold=youdn", choices.ThresholdCriterion),
+    ("train", "module.head=sigmod", choices.Head),
+    ("train", "module.freeze=backbon", choices.FreezeMode),
+    ("train", "module.video_aggregation=meen", choices.VideoAggregation),
+    ("evaluate", "video_aggregation=meen", choices.VideoAggregation),
+    ("preprocess", "split.policy=grop", choices.SplitPolicy),
+    ("preprocess", "extraction.strategy=evn", choices.FrameStrategy),
+    ("preprocess", "extraction.on_mismatch=eror", choices.OnMismatch),
+    ("preprocess", "detector.keep=larges", choices.DetectorKeep),
+    ("predict", "tta=flp", choices.TTAPolicy),
+    ("export", "format=onx", choices.ExportFormat),
+    ("bench", "sections=[mtcn]", choices.BenchSection),
+    ("analyze", "reducer=umapp", choices.Reducer),
+]
+# CPU seconds a typo may cost on an idle machine (mostly importing torch). CPU time, not wall
+# time, and scaled by the load beyond one process per core (a busy box runs every process
+# slower); the subprocess timeout catches a hang.
+QUICK_CPU_S = 10.0
+CHOICE_KEYS = [
+    "threshold", "module.head", "module.freeze", "module.video_aggregation", "split.policy",
+    "extraction.strategy", "extraction.on_mismatch", "detector.keep",
+]  # fmt: skip
+
+
+def _cpu_limit_s() -> float:
+    return QUICK_CPU_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# Cases whose entrypoint still registers its own str-typed schema (owner named); the lead
+# empties this when the owners have removed theirs (CONTRACTS.log, H3 00:20).
+PENDING = {
+    "tta=flp": "H1: tasks/predict.py registers its own PredictSchema",
+    "format=onx": "H1: tasks/export.py registers its own ExportSchema",
+    "sections=[mtcn]": "H8: conf/bench.yaml does not list bench_schema yet",
+    "reducer=umapp": "H2: analyze.py registers its own AnalyzeSchema",
+}
+CASES = [
+    pytest.param(*case, id=case[1], marks=[pytest.mark.xfail(reason=PENDING[case[1]])])
+    if case[1] in PENDING
+    else pytest.param(*case, id=case[1])
+    for case in TYPOS
+]
+
+
+@pytest.mark.parametrize(("entrypoint", "override", "enum"), CASES)
+def test_misspelled_choice_fails_at_compose_time(
+    tmp_path: Path, entrypoint: str, override: str, enum: type[Enum]
+) -> None:
+    env = {**os.environ, "DEEPFAKE_EXP_ROOT": str(tmp_path), "HYDRA_FULL_ERROR": "0"}
+    start = _children_cpu_s()
+    result = subprocess.run(
+        [sys.executable, "-m", f"deepfake_exp.{entrypoint}", override],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    cpu_s = _children_cpu_s() - start
+    assert result.returncode != 0, result.stdout
+    assert "Error merging override" in result.stderr, result.stderr
+    for value in values_of(enum):
+        assert value in result.stderr, (value, result.stderr)
+    assert not list(tmp_path.iterdir()), "a typo must fail before anything is written"
+    assert cpu_s < _cpu_limit_s(), f"{override} took {cpu_s:.1f} CPU s"
+
+
+@pytest.mark.parametrize("name", sorted(choices.REGISTRIES))
+def test_enums_follow_their_registries(name: str) -> None:
+    enum = getattr(choices, name)
+    module, attribute, fallback = choices.REGISTRIES[name]
+    assert values_of(enum) == choices.registry_values(module, attribute, fallback)
+    assert all(member == member.value and str(member) == member.value for member in enum)
+
+
+def test_new_registry_entry_becomes_valid() -> None:
+    enum = choices.choice_enum("Demo", {"mean": None, "track_max": None})
+    assert values_of(enum) == ["mean", "track_max"] and enum("track_max") == "track_max"
+
+
+def test_composed_yaml_holds_plain_strings(compose_cfg) -> None:
+    cfg = compose_cfg("train", ["threshold=youden", "module.video_aggregation=max"])
+    stored = yaml.safe_load(OmegaConf.to_yaml(cfg))  # what .hydra/config.yaml holds
+    assert stored["threshold"] == "youden" and stored["module"]["video_aggregation"] == "max"
+    for key in CHOICE_KEYS:
+        value = OmegaConf.select(OmegaConf.create(stored), key)
+        assert type(value) is str, key
+
+
+def test_validated_config_holds_plain_strings(compose_cfg) -> None:
+    cfg = compose_cfg("train", ["module.head=sigmoid"])
+    assert isinstance(cfg.module.head, Enum)  # composed: typed
+    checked = validate_config(cfg)
+    for key in CHOICE_KEYS:
+        assert type(OmegaConf.select(checked, key)) is str, key
+    assert OmegaConf.is_struct(checked) and checked.module.head == "sigmoid"
+    assert OmegaConf.to_container(plain(cfg)) == OmegaConf.to_container(checked)
+
+
+def _hparams_file(cfg, path: Path) -> Path:
+    module = instantiate(cfg.module, backbone=instantiate(cfg.model))
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    torch.save({"hyper_parameters": dict(module.hparams), "run_config": run_config}, path)
+    return path
+
+
+def test_checkpoint_hparams_load_with_weights_only(compose_cfg, tmp_path: Path) -> None:
+    from deepfake_exp.inference.safe import check_targets
+
+    cfg = compose_cfg("train", ["module.head=sigmoid", "module.video_aggregation=max"])
+    path = _hparams_file(validate_config(cfg), tmp_path / "plain.ckpt")
+    stored = torch.load(path, weights_only=True)
+    assert stored["hyper_parameters"]["head"] == "sigmoid"
+    assert type(stored["hyper_parameters"]["video_aggregation"]) is str
+    assert type(stored["run_config"]["threshold"]) is str
+    check_targets(stored["run_config"], what="plain config")  # the safe loader's screen
+
+    typed = _hparams_file(cfg, tmp_path / "typed.ckpt")  # why tasks validate first
+    with pytest.raises(Exception, match="choices"):
+        torch.load(typed, weights_only=True)
