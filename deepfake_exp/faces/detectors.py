@@ -38,12 +38,16 @@ def torch_threads(count: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+#: ``detector.keep``: ``all`` keeps every person (each gets a ``track_id`` at merge).
+KEEP_MODES = ("largest", "all", "top_k")
+
+
 def select_faces(detections: list[Detection], keep: str, top_k: int) -> list[Detection]:
     """Keep the ``largest`` face, ``all`` faces, or the ``top_k`` largest faces of a frame."""
+    if keep not in KEEP_MODES:
+        raise ValueError(f"keep must be one of {sorted(KEEP_MODES)}, got {keep!r}")
     ordered = sorted(detections, key=lambda d: d.area, reverse=True)
     limits = {"largest": 1, "all": len(ordered), "top_k": top_k}
-    if keep not in limits:
-        raise ValueError(f"keep must be one of {sorted(limits)}, got {keep!r}")
     return ordered[: limits[keep]]
 
 
