@@ -122,7 +122,8 @@ class TimmBackbone(Backbone):
         blocks = []
         for _, names in sorted(groups.items()):
             group = [params[n] for n in names]
-            blocks.append(owners.get(frozenset(id(p) for p in group)) or ParameterBlock(group))
+            owner = owners.get(frozenset(id(p) for p in group))
+            blocks.append(owner if owner is not None else ParameterBlock(group))
         return blocks
 
 
