@@ -24,20 +24,21 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_exp.data.datamodule import MANIFEST, VIDEOS
-from deepfake_exp.faces.extract import read_extraction_record
+from deepfake_exp.preprocessing.settings import read_extraction_record
+from deepfake_exp.utils.run import CONFIG_FILE, RUN_INFO
 
 log = logging.getLogger(__name__)
 
 COMPARED_KEYS = ("manifest_sha256", "splits_sha256")
 
-CONFIG = "config.yaml"  # the resolved config (utils.run.save_run_info), at the run's root
+CONFIG = CONFIG_FILE  # the resolved config (utils.run.save_run_info), at the run's root
 HYDRA_DIR = ".hydra"
+HYDRA_CONFIG = "config.yaml"  # Hydra's unresolved copy, inside HYDRA_DIR
 CHECKPOINTS = "checkpoints"
 BEST_CKPT = "best.ckpt"
 LAST_CKPT = "last.ckpt"
 METRICS = "metrics.json"
 SUMMARY = "summary.json"
-RUN_INFO = "run_info.json"
 FAILED_VIDEOS = "failed_videos.csv"
 HISTORY = "metrics.csv"
 # Where the loggers of conf/logger/tensorboard.yaml write when the run's config does not say.
@@ -86,7 +87,7 @@ class RunDir:
     @property
     def hydra_config_path(self) -> Path:
         """``.hydra/config.yaml``: Hydra's unresolved copy of the composed config."""
-        return self.hydra_dir / CONFIG
+        return self.hydra_dir / HYDRA_CONFIG
 
     @property
     def overrides_path(self) -> Path:

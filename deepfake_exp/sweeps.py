@@ -15,7 +15,6 @@ is given the NaN again); raising stops the grid sweeper before its summary.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -28,11 +27,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_exp.runs import HYDRA_DIR, SUMMARY, RunDir
 from deepfake_exp.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = SUMMARY  # kept for older importers
 SWEEP_SUMMARY_FILE = "sweep_summary.csv"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -61,12 +61,8 @@ def record_failure(run_dir: str | Path, metric: str, error: BaseException) -> di
         metric: None,
         "error": f"{type(error).__name__}: {error}",
     }
-    write_json(Path(run_dir) / SUMMARY_FILE, summary)
+    write_json(RunDir(run_dir).summary_json, summary)
     return summary
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def job_dirs(sweep_dir: str | Path) -> list[Path]:
@@ -76,11 +72,11 @@ def job_dirs(sweep_dir: str | Path) -> list[Path]:
     (out of memory, SLURM time limit) are listed too.
     """
     found = Path(sweep_dir).rglob("overrides.yaml")
-    return sorted({p.parent.parent for p in found if p.parent.name == ".hydra"})
+    return sorted({p.parent.parent for p in found if p.parent.name == HYDRA_DIR})
 
 
 def _job_number(run_dir: Path) -> int | None:
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    hydra_file = RunDir(run_dir).hydra_yaml_path
     if not hydra_file.is_file():
         return None
     num = OmegaConf.load(hydra_file).hydra.job.get("num")
@@ -89,10 +85,11 @@ def _job_number(run_dir: Path) -> int | None:
 
 def job_row(run_dir: Path, metric: str) -> dict[str, Any]:
     """One line of the sweep table: the job's overrides, what it scored, whether it finished."""
-    overrides = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
-    summary = _read_json(run_dir / SUMMARY_FILE)
+    run = RunDir(run_dir)
+    overrides = run.overrides()
+    summary = run.read_summary() if run.summary_json.is_file() else None
     if summary is None:
-        summary = {"status": STATUS_FAILED, "error": f"no {SUMMARY_FILE}: killed or still running"}
+        summary = {"status": STATUS_FAILED, "error": f"no {SUMMARY}: killed or still running"}
     video_auc = summary.get("test", {}).get("video", {}).get("roc_auc")
     return {
         "job": _job_number(run_dir),

@@ -75,7 +75,7 @@ def val_row(run_dir: Path) -> pd.Series:
 
 @pytest.mark.slow
 def test_ddp_validation_metrics_equal_a_single_process_run(tiny_faces, tmp_path: Path) -> None:  # noqa: F811
-    from deepfake_exp.train import best_score, train
+    from deepfake_exp.tasks.train import best_score, train
 
     assert sum(SPLIT_SIZES["val"]) % 2 == 1  # so DDP on 2 ranks pads the val set
     ddp_dir = tmp_path / "ddp"

@@ -31,8 +31,11 @@ def detector():
 
 
 def _attach(module, datamodule=None) -> None:
-    module.trainer = SimpleNamespace(datamodule=datamodule, sanity_checking=False, world_size=1)
-    module._faceless.clear()
+    """The module as ``tasks.train`` wires it: video ids through the datamodule adapter."""
+    from deepfake_exp.tasks.train import DataModuleVideos
+
+    module.trainer = SimpleNamespace(sanity_checking=False, world_size=1)
+    module.eval_videos = DataModuleVideos(datamodule) if datamodule is not None else None
     module._warned.clear()
 
 
@@ -142,3 +145,46 @@ def test_data_fingerprint_is_saved_in_the_checkpoint(detector) -> None:
     detector.on_save_checkpoint(checkpoint)
     assert checkpoint["data_fingerprint"] == {"manifest_sha256": "abc", "splits_sha256": "def"}
     detector.data_fingerprint = None
+
+
+def test_parameter_counts_follow_the_freeze_mode() -> None:
+    from deepfake_exp.models.module import DeepfakeDetector
+
+    backbone = instantiate(compose_config("train", TINY_VIT).model)
+    full = DeepfakeDetector(backbone).parameter_counts()
+    probe = DeepfakeDetector(
+        instantiate(compose_config("train", TINY_VIT).model), freeze="backbone"
+    )
+    counts = probe.parameter_counts()
+    head = sum(p.numel() for p in probe.head.parameters())
+    assert full["n_params_trainable"] == full["n_params_total"] == counts["n_params_total"]
+    assert counts["n_params_trainable"] == head < counts["n_params_total"]
+
+
+def test_models_import_nothing_from_data() -> None:
+    """models/ is below data/ in the layers: module.py must not reach into the datamodule."""
+    import ast
+
+    import deepfake_exp.models.module as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    assert not [name for name in imported if name.startswith("deepfake_exp.data")]
+    assert "datamodule" not in Path(module.__file__).read_text()
+
+
+def test_samples_carry_track_ids_when_the_manifest_has_them(tmp_path) -> None:
+    """aggregation=track_max needs each face's track; older manifests have none."""
+    from deepfake_exp.tasks.train import DataModuleVideos
+
+    faces_dir, faces = _faces_folder(tmp_path)
+    tracked = faces.assign(track_id=[0, 1, 0, 0])
+    datamodule = SimpleNamespace(
+        faces_dir=faces_dir, datasets={"val": SimpleNamespace(frame=tracked)}
+    )
+    samples = DataModuleVideos(datamodule).samples("val")
+    assert samples.columns.tolist() == ["video_id", "track_id"]
+    assert samples["track_id"].tolist() == [0, 1, 0, 0]
+    untracked = DataModuleVideos(SimpleNamespace(datasets={"val": SimpleNamespace(frame=faces)}))
+    assert untracked.samples("val").columns.tolist() == ["video_id"]
+    assert untracked.samples("test") is None and untracked.faceless_videos("val") is None

@@ -37,7 +37,7 @@ def restore_determinism():
 
 
 def run_twice_and_once_more(root: Path, out: Path) -> list[tuple[pd.DataFrame, dict]]:
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     runs = []
     for name, seed in (("a", 42), ("b", 42), ("other_seed", 7)):

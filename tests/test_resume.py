@@ -153,7 +153,7 @@ def test_resume_of_a_folder_that_is_no_run_fails_clearly(
 
 def test_csv_history_drops_the_rows_a_resume_repeats(tmp_path: Path) -> None:
     """Unit check of the writer: rows from the resumed step on are the new run's."""
-    from deepfake_exp.train import HistoryCSVLogger
+    from deepfake_exp.utils.loggers import HistoryCSVLogger
 
     log_dir = tmp_path / "csv"
     log_dir.mkdir()

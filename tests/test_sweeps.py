@@ -62,7 +62,7 @@ def make_tiny_faces(root: Path) -> Path:
 
     Fakes carry a bright square, so a model can learn something in one epoch.
     """
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
 
     rng = np.random.default_rng(0)
     for split, counts in SPLIT_SIZES.items():
@@ -98,7 +98,7 @@ def run_cli(*args: str) -> int:
 
     Hydra's logging setup is left out (it would replace pytest's handlers).
     """
-    from deepfake_exp.train import main
+    from deepfake_exp.train import main  # the entrypoint itself
 
     argv = sys.argv
     sys.argv = [
@@ -245,7 +245,7 @@ def test_debug_options_compose(option: str, key: str, value: object) -> None:
 
 
 def test_debug_options_run(tiny_faces: Path, tmp_path: Path) -> None:
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     def run(option: str, *extra: str) -> tuple[Path, dict]:
         cfg = compose_config("train", [*TINY_VIT, f"debug={option}", *extra], tiny_faces)
@@ -341,7 +341,7 @@ def test_grid_sweep_runs_are_comparable_in_tensorboard(grid_sweep: Path) -> None
 def test_test_metrics_reach_tensorboard_next_to_the_hparams(
     tiny_faces: Path, tmp_path: Path
 ) -> None:
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     cfg = compose_config("train", [*TINY_VIT, "test=true"], tiny_faces)
     cfg.paths.output_dir = str(tmp_path / "run")

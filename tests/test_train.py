@@ -80,8 +80,8 @@ def strict_json(path: Path):
 @pytest.fixture(scope="module")
 def learned_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, dict]:
     """(run dir, best val metric, summary) of a ResNet-18 trained on the easy synthetic set."""
-    from deepfake_exp.preprocess import preprocess
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.preprocess import preprocess
+    from deepfake_exp.tasks.train import train
 
     root = tmp_path_factory.mktemp("easy")
     preprocess(compose_config("preprocess", [*EASY_SYNTHETIC, "progress=false"], root))
@@ -159,7 +159,7 @@ def test_summary_is_strict_json_and_names_the_data(learned_run) -> None:
 
 def test_a_run_without_a_selected_checkpoint_says_so_in_strict_json(tiny_preprocessed) -> None:
     """No NaN literal: ``null`` plus a status (what ``max_epochs=0`` used to give)."""
-    from deepfake_exp.train import STATUS_NO_CHECKPOINT, train
+    from deepfake_exp.tasks.train import STATUS_NO_CHECKPOINT, train
 
     root, _ = tiny_preprocessed
     cfg = train_cfg(root, "run_untrained", ["train=false"])
@@ -171,7 +171,7 @@ def test_a_run_without_a_selected_checkpoint_says_so_in_strict_json(tiny_preproc
 
 
 def test_resume_from_last_checkpoint_continues_the_epoch_count(tiny_preprocessed) -> None:
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     root, _ = tiny_preprocessed
     first = train_cfg(root, "run_resume", ["trainer.max_epochs=1", "test=false"])
@@ -194,7 +194,7 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(tiny_preprocessed
 
 def test_missing_manifest_names_the_preprocess_command(tmp_path: Path) -> None:
     from deepfake_exp.data.datamodule import ManifestNotFoundError
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     cfg = train_cfg(tmp_path, "run", ["dataset.name=never_preprocessed"])
     with pytest.raises(ManifestNotFoundError, match="deepfake_exp.preprocess"):
@@ -205,7 +205,7 @@ def test_out_of_range_values_fail_before_data_or_model_setup(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from deepfake_exp.config import ConfigValueError
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     # no manifest either: the value error comes first, before anything looks for data
     cfg = train_cfg(tmp_path, "run", ["dataset.name=never_preprocessed", "trainer.max_epochs=0"])
@@ -224,7 +224,12 @@ def test_hparams_are_the_curated_columns_with_the_same_metrics_for_every_run(
     tiny_faces: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    from deepfake_exp.train import HPARAM_GROUPS, HPARAM_VALUES, hparam_metric_names
+    from deepfake_exp.tasks.hparams import (
+        HPARAM_GROUPS,
+        HPARAM_PARAM_COUNTS,
+        HPARAM_VALUES,
+        hparam_metric_names,
+    )
 
     runs = {
         "auc": tmp_path / "selects_on_auc",
@@ -236,7 +241,7 @@ def test_hparams_are_the_curated_columns_with_the_same_metrics_for_every_run(
     seen = {}
     for name, run_dir in runs.items():
         hparams, metric_tags, events = hparams_of(run_dir / "tensorboard")
-        assert set(hparams) == {*HPARAM_GROUPS, *HPARAM_VALUES}
+        assert set(hparams) == {*HPARAM_GROUPS, *HPARAM_VALUES, *HPARAM_PARAM_COUNTS}
         assert not [k for k in hparams if "_target_" in k or "mean" in k or "std" in k]
         assert metric_tags == set(hparam_metric_names())  # whatever the run selected on
         summary = strict_json(run_dir / "summary.json")
@@ -246,6 +251,9 @@ def test_hparams_are_the_curated_columns_with_the_same_metrics_for_every_run(
         assert video_auc.value == pytest.approx(summary["test"]["video"]["roc_auc"])
         (val_loss,) = events.Scalars("hparams/val_log_loss")
         assert val_loss.value == pytest.approx(summary["val"]["face"]["log_loss"])
+        counts = summary["n_params"]  # the tiny ViT, trained in full: every parameter
+        assert 0 < counts["n_params_trainable"] == counts["n_params_total"]
+        assert hparams["n_params_trainable"] == counts["n_params_trainable"]
         seen[name] = hparams
     auc, loss = seen["auc"], seen["loss"]
     assert (auc["model"], auc["scheduler"], auc["augmentation"]) == ("vit", "none", "none")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,12 +14,7 @@ import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
-from deepfake_exp.data.records import LABEL_NAMES
-from deepfake_exp.evaluation.aggregate import (
-    add_missing_videos,
-    aggregate_video_scores,
-    read_video_list,
-)
+from deepfake_exp.evaluation.aggregate import add_missing_videos, aggregate_video_scores
 from deepfake_exp.evaluation.metrics import binary_metrics, clipped_log_loss
 from deepfake_exp.models.backbones import Backbone
 from deepfake_exp.models.heads import build_head, fake_probability, head_loss
@@ -29,6 +23,21 @@ from deepfake_exp.models.transfer import apply_freeze, param_groups
 
 class UndefinedMetricWarning(UserWarning):
     """A val/test metric is undefined on the split (e.g. ROC-AUC with one class) and not logged."""
+
+
+class EvalVideos(Protocol):
+    """Which video each val/test sample belongs to, given to the module by whoever trains it.
+
+    The module computes video-level metrics from it without knowing where the data lives
+    (``tasks.train`` adapts its data module; evaluation-only modules need none).
+    """
+
+    def samples(self, stage: str) -> pd.DataFrame | None:
+        """Row ``i``: sample ``i`` of ``stage``'s ``video_id`` (and ``track_id`` when the
+        manifest has it, for ``track_max``); ``None``: no video metrics."""
+
+    def faceless_videos(self, stage: str) -> pd.DataFrame | None:
+        """The split's listed videos without any face (``video_id``, ``label``), to score 0.5."""
 
 
 class DeepfakeDetector(pl.LightningModule):
@@ -54,6 +63,7 @@ class DeepfakeDetector(pl.LightningModule):
         unfreeze_last: Blocks left trainable with ``freeze=last_n``.
         backbone_lr: Learning rate of the backbone (differential LR); ``None``: the optimizer's.
         video_aggregation: How face scores make a video score (``mean``, ``max``, ``confident``).
+        normalize_features: L2-normalise the embedding before the head (GenD).
     """
 
     def __init__(
@@ -69,11 +79,14 @@ class DeepfakeDetector(pl.LightningModule):
         unfreeze_last: int = 0,
         backbone_lr: float | None = None,
         video_aggregation: str = "mean",
+        normalize_features: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
         self.backbone = backbone
-        self.head = build_head(head, backbone.num_features, head_hidden, head_dropout)
+        self.head = build_head(
+            head, backbone.num_features, head_hidden, head_dropout, normalize=normalize_features
+        )
         apply_freeze(self.backbone, freeze, unfreeze_last)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -81,8 +94,8 @@ class DeepfakeDetector(pl.LightningModule):
         # The faces folder's fingerprint (deepfake_exp.runs.data_fingerprint), set by train.
         self.data_fingerprint: dict | None = None
         self._outputs: dict[str, list[dict[str, Tensor]]] = {"val": [], "test": []}
-        self.video_ids: dict[str, np.ndarray] = {}
-        self._faceless: dict[tuple[str, str], pd.DataFrame | None] = {}
+        # Set by the trainer of this module (tasks.train); None: face-level metrics only.
+        self.eval_videos: EvalVideos | None = None
         self._warned: set[str] = set()
 
     def forward(self, images: Tensor) -> Tensor:
@@ -156,11 +169,12 @@ class DeepfakeDetector(pl.LightningModule):
         values = {f"{stage}/auc": face["roc_auc"], f"{stage}/acc": face["accuracy"]}
         values[f"{stage}/log_loss"] = clipped_log_loss(frame["label"], frame["prob"])
         counts = {"faces": face}
-        video_ids = self._video_ids_for(stage)
-        if video_ids is not None:
-            frame = frame.assign(video_id=video_ids[frame["index"].to_numpy()])
+        samples = self.eval_videos.samples(stage) if self.eval_videos else None
+        if samples is not None:
+            of_rows = samples.iloc[frame["index"].to_numpy()].reset_index(drop=True)
+            frame = pd.concat([frame.reset_index(drop=True), of_rows], axis=1)
             videos = aggregate_video_scores(frame, self.hparams.video_aggregation)
-            faceless = self._faceless_videos(stage, video_ids)
+            faceless = self.eval_videos.faceless_videos(stage)
             if faceless is not None and not faceless.empty:
                 videos = add_missing_videos(videos, faceless)
             video = binary_metrics(videos["label"].to_numpy(), videos["prob"].to_numpy())
@@ -180,7 +194,7 @@ class DeepfakeDetector(pl.LightningModule):
         if key in self._warned or getattr(rank_zero_only, "rank", 0) != 0:
             return
         self._warned.add(key)
-        present = LABEL_NAMES[1 if counts["n_fake"] else 0]
+        present = "fake" if counts["n_fake"] else "real"
         warnings.warn(
             f"{key} is undefined and is not logged: the split holds only {present} samples "
             f"({counts['n_real']} real, {counts['n_fake']} fake), so no checkpoint can be "
@@ -189,32 +203,6 @@ class DeepfakeDetector(pl.LightningModule):
             UndefinedMetricWarning,
             stacklevel=2,
         )
-
-    def _faceless_videos(self, stage: str, video_ids: np.ndarray) -> pd.DataFrame | None:
-        """The split's listed videos without any face (scored 0.5); failed inputs excluded.
-
-        Only videos with no face in the split's dataset at all are added, so a partial epoch
-        (``limit_val_batches``) never turns unpredicted faces into 0.5 scores.
-        """
-        faces_dir = getattr(getattr(self.trainer, "datamodule", None), "faces_dir", None)
-        if faces_dir is None:
-            return None
-        key = (stage, str(faces_dir))
-        if key not in self._faceless:
-            scored, _ = read_video_list(Path(faces_dir))
-            if scored is None or "split" not in scored:
-                self._faceless[key] = None
-            else:
-                listed = scored[scored["split"] == stage]
-                self._faceless[key] = listed[~listed["video_id"].isin(set(video_ids))]
-        return self._faceless[key]
-
-    def _video_ids_for(self, stage: str) -> np.ndarray | None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "datasets"):
-            return None
-        dataset = datamodule.datasets.get(stage)
-        return None if dataset is None else dataset.frame["video_id"].to_numpy()
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_metrics("val")
@@ -244,6 +232,14 @@ class DeepfakeDetector(pl.LightningModule):
             checkpoint["run_config"] = self.run_config
         if self.data_fingerprint is not None:
             checkpoint["data_fingerprint"] = self.data_fingerprint
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameters (after freezing): what a tuning mode changes."""
+        params = list(self.parameters())
+        return {
+            "n_params_trainable": sum(p.numel() for p in params if p.requires_grad),
+            "n_params_total": sum(p.numel() for p in params),
+        }
 
     def embed(self, images: Tensor) -> Tensor:
         """Pooled backbone embedding (the features the head sees)."""

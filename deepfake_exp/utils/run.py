@@ -19,6 +19,7 @@ from deepfake_exp.utils.io import atomic_write, write_json
 log = logging.getLogger(__name__)
 
 RUN_INFO = "run_info.json"
+CONFIG_FILE = "config.yaml"  # the resolved config; deepfake_exp.runs.RunDir.config_path
 
 TRACKED_PACKAGES = (
     "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "facenet-pytorch",
@@ -73,7 +74,7 @@ def save_run_info(run_dir: str | Path, cfg: DictConfig, **extra: Any) -> None:
     """
     run_dir = Path(run_dir)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
-    atomic_write(run_dir / "config.yaml", lambda p: p.write_text(resolved))
+    atomic_write(run_dir / CONFIG_FILE, lambda p: p.write_text(resolved))
     invocation = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
