@@ -118,11 +118,13 @@ def test_composed_yaml_holds_plain_strings(compose_cfg) -> None:
 def test_validated_config_holds_plain_strings(compose_cfg) -> None:
     cfg = compose_cfg("train", ["module.head=sigmoid"])
     assert isinstance(cfg.module.head, Enum)  # composed: typed
-    checked = validate_config(cfg)
+    copy = plain(cfg)
+    assert validate_config(cfg) is cfg  # in place: callers need not keep the return value
     for key in CHOICE_KEYS:
-        assert type(OmegaConf.select(checked, key)) is str, key
-    assert OmegaConf.is_struct(checked) and checked.module.head == "sigmoid"
-    assert OmegaConf.to_container(plain(cfg)) == OmegaConf.to_container(checked)
+        assert type(OmegaConf.select(cfg, key)) is str, key
+        assert type(OmegaConf.select(copy, key)) is str, key
+    assert OmegaConf.is_struct(cfg) and cfg.module.head == "sigmoid"
+    assert OmegaConf.to_container(copy) == OmegaConf.to_container(cfg)
 
 
 def _hparams_file(cfg, path: Path) -> Path:
@@ -135,14 +137,14 @@ def _hparams_file(cfg, path: Path) -> Path:
 def test_checkpoint_hparams_load_with_weights_only(compose_cfg, tmp_path: Path) -> None:
     from deepfake_exp.inference.safe import check_targets
 
+    typed = _hparams_file(compose_cfg("train"), tmp_path / "typed.ckpt")  # why tasks validate
+    with pytest.raises(Exception, match="choices"):
+        torch.load(typed, weights_only=True)
     cfg = compose_cfg("train", ["module.head=sigmoid", "module.video_aggregation=max"])
-    path = _hparams_file(validate_config(cfg), tmp_path / "plain.ckpt")
+    validate_config(cfg)  # what train does first, return value unused
+    path = _hparams_file(cfg, tmp_path / "plain.ckpt")
     stored = torch.load(path, weights_only=True)
     assert stored["hyper_parameters"]["head"] == "sigmoid"
     assert type(stored["hyper_parameters"]["video_aggregation"]) is str
     assert type(stored["run_config"]["threshold"]) is str
     check_targets(stored["run_config"], what="plain config")  # the safe loader's screen
-
-    typed = _hparams_file(cfg, tmp_path / "typed.ckpt")  # why tasks validate first
-    with pytest.raises(Exception, match="choices"):
-        torch.load(typed, weights_only=True)

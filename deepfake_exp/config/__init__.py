@@ -34,6 +34,7 @@ from deepfake_exp.config.validate import (
     ConfigValueError,
     config_problems,
     plain,
+    strip_choices,
     validate_config,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "config_problems",
     "plain",
     "register_schemas",
+    "strip_choices",
     "validate_config",
 ]
 

@@ -9,21 +9,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, StringNode, flag_override
+from omegaconf.nodes import EnumNode
 
 
 def plain(cfg: DictConfig) -> DictConfig:
-    """``cfg`` with every Enum choice as its plain string (interpolations kept unresolved).
+    """A copy of ``cfg`` with every Enum choice as its plain string (interpolations kept).
 
     Composed configs hold :mod:`~deepfake_exp.config.choices` members; they equal their
     strings, but a pickled member names its Enum class, which a ``weights_only`` checkpoint
-    load refuses. Checkpoints, hparams and YAML written from this copy hold plain strings.
+    load refuses.
     """
     copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
     OmegaConf.set_struct(copy, bool(OmegaConf.is_struct(cfg)))
     return copy
+
+
+def strip_choices(cfg: DictConfig | ListConfig) -> None:
+    """Turn ``cfg``'s Enum-typed values into plain string nodes, in place.
+
+    Done once the config has composed (the typo check is over), so the module hparams, the
+    checkpoint's ``run_config`` and anything else built from ``cfg`` hold plain strings,
+    whether or not the caller keeps :func:`validate_config`'s return value. Lists typed by an
+    Enum (bench ``sections``) keep their members: OmegaConf checks list elements against the
+    element type, and those lists never reach a checkpoint.
+    """
+    keys = list(cfg.keys()) if isinstance(cfg, DictConfig) else range(len(cfg))
+    for key in keys:
+        node = cfg._get_node(key)
+        if isinstance(node, EnumNode) and isinstance(cfg, DictConfig):
+            value = node._value()
+            with flag_override(cfg, "readonly", False):
+                cfg[key] = StringNode(value.value if isinstance(value, Enum) else value)
+        elif isinstance(node, DictConfig | ListConfig):
+            strip_choices(node)
 
 
 class ConfigValueError(ValueError):
@@ -164,8 +186,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
 def validate_config(cfg: DictConfig) -> DictConfig:
     """Check value ranges of a composed config before any work starts (types: the schemas).
 
-    Raises :class:`ConfigValueError` listing every offending key. Returns :func:`plain`
-    ``cfg``: tasks write ``cfg = validate_config(cfg)`` so nothing they store holds an Enum.
+    Raises :class:`ConfigValueError` listing every offending key. Returns ``cfg`` itself, its
+    choices turned into plain strings (:func:`strip_choices`), so nothing stored holds an Enum.
     """
     problems = config_problems(cfg)
     if problems:
@@ -174,4 +196,5 @@ def validate_config(cfg: DictConfig) -> DictConfig:
             + "\n  ".join(problems)
             + "\nFix the values on the command line or in the config files."
         )
-    return plain(cfg)
+    strip_choices(cfg)
+    return cfg
