@@ -22,6 +22,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+import deepfake_exp.inference.crop_settings as crop_settings
 import deepfake_exp.inference.predictor as predictor_module
 import deepfake_exp.predict as entrypoint
 import deepfake_exp.tasks.predict as predict
@@ -353,11 +354,11 @@ def test_display_paths_are_relative_to_the_common_folder(tmp_path) -> None:
 
 def test_both_jpeg_spellings_redo_the_jpeg_round_trip() -> None:
     assert (
-        predictor_module.is_jpeg("jpg")
-        and predictor_module.is_jpeg("jpeg")
-        and predictor_module.is_jpeg("JPEG")
+        crop_settings.is_jpeg("jpg")
+        and crop_settings.is_jpeg("jpeg")
+        and crop_settings.is_jpeg("JPEG")
     )
-    assert not predictor_module.is_jpeg("png")
+    assert not crop_settings.is_jpeg("png")
 
 
 def test_a_folder_without_media_is_kept_as_an_input(tmp_path) -> None:

@@ -38,7 +38,7 @@ def legit(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """A real run config (resolved, as training stores it) and the matching state dict."""
     cfg = compose_config("train", TINY_VIT, tmp_path_factory.mktemp("legit"))
     module = instantiate(cfg.module, backbone=instantiate(cfg.model))
-    return OmegaConf.to_container(cfg, resolve=True), module.state_dict()
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), module.state_dict()
 
 
 def write_checkpoint(path: Path, run_config: dict, state_dict: dict) -> Path:
