@@ -14,12 +14,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from deepfake_exp.data import shards
 from deepfake_exp.data.samplers import PairedBatchSampler
 from deepfake_exp.data.transforms import Augmentation, Transform
 from deepfake_exp.faces.extract import read_extraction_settings
 
 MANIFEST = "manifest.csv"
 VIDEOS = "videos.csv"
+FORMATS = ("files", "shards")
 
 
 class ManifestNotFoundError(FileNotFoundError):
@@ -132,6 +134,9 @@ class FaceDataModule(pl.LightningDataModule):
         pair_with_original: Train batches hold each fake beside frames of its own original
             (:class:`~deepfake_exp.data.samplers.PairedBatchSampler`), shuffled from the
             run's torch seed.
+        format: ``files`` reads the loose crops; ``shards`` streams the WebDataset shards
+            of :mod:`deepfake_exp.data.shards` (packed by ``prepare_data`` when missing or
+            stale), the same faces in the same splits.
     """
 
     def __init__(
@@ -144,8 +149,16 @@ class FaceDataModule(pl.LightningDataModule):
         max_faces_per_video: int | None = None,
         pin_memory: bool = False,
         pair_with_original: bool = False,
+        format: str = "files",
     ) -> None:
         super().__init__()
+        if format not in FORMATS:
+            raise ValueError(f"data.format must be one of {FORMATS}, got {format!r}")
+        if format == "shards" and pair_with_original:
+            raise ValueError(
+                "data.pair_with_original needs random access to the train faces: "
+                "use data.format=files with it"
+            )
         self.faces_dir = Path(faces_dir)
         self.augmentation = augmentation
         self.batch_size = batch_size
@@ -154,7 +167,8 @@ class FaceDataModule(pl.LightningDataModule):
         self.max_faces_per_video = max_faces_per_video
         self.pin_memory = pin_memory
         self.pair_with_original = pair_with_original
-        self.datasets: dict[str, FaceDataset] = {}
+        self.format = format
+        self.datasets: dict[str, FaceDataset | shards.ShardFaceDataset] = {}
 
     @cached_property
     def extraction_settings(self) -> dict[str, Any] | None:
@@ -171,7 +185,16 @@ class FaceDataModule(pl.LightningDataModule):
         frame = select_sample(manifest[manifest["split"] == split], train=split == "train")
         return cap_faces_per_video(frame, self.max_faces_per_video)
 
-    def dataset(self, split: str) -> FaceDataset:
+    def prepare_data(self) -> None:
+        """``format=shards``: pack the faces once (rank 0) unless up-to-date shards exist."""
+        if self.format == "shards" and not shards.is_packed(self.faces_dir, self.manifest_path):
+            shards.pack_faces(self.faces_dir, read_manifest(self.faces_dir), self.manifest_path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.faces_dir / MANIFEST
+
+    def dataset(self, split: str) -> FaceDataset | shards.ShardFaceDataset:
         if split not in self.datasets:
             frame = self.split_frame(split)
             if frame.empty:
@@ -181,8 +204,29 @@ class FaceDataModule(pl.LightningDataModule):
                 if split == "train"
                 else self.augmentation.eval_transform()
             )
-            self.datasets[split] = FaceDataset(frame, self.faces_dir, transform)
+            if self.format == "shards":
+                self.datasets[split] = self._shard_dataset(split, frame, transform)
+            else:
+                self.datasets[split] = FaceDataset(frame, self.faces_dir, transform)
         return self.datasets[split]
+
+    def _shard_dataset(
+        self, split: str, frame: pd.DataFrame, transform: Transform
+    ) -> shards.ShardFaceDataset:
+        """The split's sample streamed from the shards (keys: manifest rows)."""
+        index = shards.read_index(self.faces_dir, self.manifest_path)
+        manifest = read_manifest(self.faces_dir)
+        train = split == "train"
+        return shards.ShardFaceDataset(
+            shards.split_shards(index, split),
+            self.faces_dir / shards.SHARDS_DIR,
+            frame.assign(row=frame.index),
+            manifest.index[manifest["split"] == split],
+            transform,
+            shuffle=train,
+            seed=torch.initial_seed() % 2**32,  # the run's seed (seed_everything)
+            equalize=train,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}
@@ -192,9 +236,16 @@ class FaceDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
-        batching: dict[str, Any] = {"batch_size": batch_size, "shuffle": shuffle}
+        streamed = self.format == "shards"  # the shard dataset shuffles itself
+        batching: dict[str, Any] = {"batch_size": batch_size, "shuffle": shuffle and not streamed}
         if split == "train":
-            dataset = self.augmentation.wrap_train_dataset(dataset)
+            wrapped = self.augmentation.wrap_train_dataset(dataset)
+            if streamed and wrapped is not dataset:
+                raise ValueError(
+                    f"augmentation {type(self.augmentation).__name__} needs random access to "
+                    "the train faces: use data.format=files with it"
+                )
+            dataset = wrapped
             if self.pair_with_original:
                 batching = {"batch_sampler": self._paired_sampler(dataset)}
         return DataLoader(
