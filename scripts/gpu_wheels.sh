@@ -32,29 +32,25 @@ binary=(
 source_only=(antlr4-python3-runtime efficientnet_pytorch ttach grad-cam)
 
 pin() {  # name -> name==version from constraints.txt (case and -/_ insensitive)
-  local key line
-  key="$(echo "$1" | tr 'A-Z_' 'a-z-')"
-  while IFS= read -r line; do
-    [[ "$line" =~ ^([A-Za-z0-9_.-]+)==(.+)$ ]] || continue
-    if [[ "$(echo "${BASH_REMATCH[1]}" | tr 'A-Z_' 'a-z-')" == "$key" ]]; then
-      echo "${BASH_REMATCH[1]}==${BASH_REMATCH[2]}"
-      return
-    fi
-  done <"$constraints"
-  echo "gpu_wheels: $1 has no pin in constraints.txt" >&2
-  exit 1
+  awk -F'==' -v key="$(echo "$1" | tr 'A-Z_' 'a-z-')" '
+    { name = tolower($1); gsub("_", "-", name) }
+    name == key && NF == 2 { print $1 "==" $2; found = 1; exit }
+    END { exit !found }' "$constraints" || { echo "gpu_wheels: $1 has no pin in constraints.txt" >&2; return 1; }
 }
 
 mkdir -p "$dest"
 platform_args=()
 for p in $platforms; do platform_args+=(--platform "$p"); done
 pins=()
-for name in "${binary[@]}"; do pins+=("$(pin "$name")"); done
+for name in "${binary[@]}"; do
+  spec="$(pin "$name")" || exit 1
+  pins+=("$spec")
+done
 "${pip[@]}" download --quiet --no-deps --only-binary=:all: --python-version "$py_version" \
   --implementation cp "${platform_args[@]}" --dest "$dest" "${pins[@]}"
 
 for name in "${source_only[@]}"; do
-  spec="$(pin "$name")"
+  spec="$(pin "$name")" || exit 1
   if ! ls "$dest" | grep -qi "^$(echo "${spec%%==*}" | tr '-' '_')-${spec##*==}-"; then
     "${pip[@]}" wheel --quiet --no-deps --no-build-isolation --wheel-dir "$dest" "$spec"
   fi

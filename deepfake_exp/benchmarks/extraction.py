@@ -235,6 +235,7 @@ def benchmark_extraction(
     cache_dir: str | None = None,
     seed: int = 0,
     detector: dict | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """Per-video extraction time: naive vs ours vs decode-only, in turns on each video.
 
@@ -264,13 +265,14 @@ def benchmark_extraction(
         cache_dir: Where clips are kept between runs (default ``<data_dir>/bench``).
         seed: Fixes the clips.
         detector: Overrides of ``conf/detector/mtcnn.yaml`` for ours.
+        device: Where every MTCNN runs (``cuda``: ``make gpu-check``); decoding stays on CPU.
     """
     width, height = parse_size(size)
     folder = Path(cache_dir) if cache_dir else default_data_dir() / "bench"
     videos = [BenchVideo(i, width, height, frames_per_video, fps, seed) for i in range(num_videos)]
     files = {video: write_videos(video, folder, bitrates_mbps, preset) for video in videos}
-    ours = config_detector(**(detector or {}))
-    plain = facenet_mtcnn()
+    ours = config_detector(**{"device": device, **(detector or {})})
+    plain = facenet_mtcnn(device)
     config = ExtractionConfig(num_frames=num_frames)
     methods = {
         "naive": lambda p, out: naive_extract(p, plain, num_frames, config.margin, config.crop_size, out),

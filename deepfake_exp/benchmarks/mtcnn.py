@@ -153,6 +153,7 @@ def benchmark_mtcnn(
     threads: int | None = 1,
     seed: int = 0,
     detector: dict | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """MTCNN frames/s per frame size: facenet-pytorch as a user calls it, like for like, ours.
 
@@ -183,9 +184,10 @@ def benchmark_mtcnn(
             under the same setting, so the comparison stays fair either way.
         seed: Fixes identities, rooms and face placement.
         detector: Overrides of ``conf/detector/mtcnn.yaml`` for our detector.
+        device: Where every method runs (``cuda``: ``make gpu-check``).
     """
-    ours = config_detector(**(detector or {}))
-    defaults = facenet_mtcnn()
+    ours = config_detector(**{"device": device, **(detector or {})})
+    defaults = facenet_mtcnn(device)
     rows = []
     with torch_threads(threads), torch.inference_mode():
         for size in sizes:
@@ -193,7 +195,7 @@ def benchmark_mtcnn(
             frames, truth = zip(*face_frames(width, height, frames_per_size, seed), strict=True)
             scale = ours.scale_for(height, width)
             smallest = smallest_face_px(ours, height, width)
-            same_sizes = facenet_mtcnn(min_face_size=smallest)
+            same_sizes = facenet_mtcnn(device, min_face_size=smallest)
             methods = {
                 "facenet MTCNN().detect, per frame, full res": partial(
                     plain_boxes, defaults, frames

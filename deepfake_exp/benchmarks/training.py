@@ -122,37 +122,65 @@ def _check_batches(batches: Sequence[Batch], warmup: int) -> None:
         raise ValueError(f"need more than warmup={warmup} batches, got {len(batches)}")
 
 
+#: Lightning ``trainer.precision`` names -> autocast dtype (``None``: fp32, no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "32-true": None,
+    "bf16-mixed": torch.bfloat16,
+    "16-mixed": torch.float16,
+}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """What Lightning's mixed-precision plugin wraps each forward pass in."""
+    if precision not in PRECISIONS:
+        raise KeyError(f"unknown precision {precision!r}; choose from {sorted(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def plain_train_step_times(
-    module: DeepfakeDetector, batches: Sequence[Batch], device: torch.device, warmup: int
+    module: DeepfakeDetector,
+    batches: Sequence[Batch],
+    device: torch.device,
+    warmup: int,
+    precision: str = "32-true",
 ) -> list[float]:
     """Seconds of each step of a bare PyTorch training loop over ``batches``, after ``warmup``.
 
     The step is the training math of ``DeepfakeDetector.training_step`` (forward, head loss)
-    plus what Lightning's automatic optimisation does around it (zero_grad, backward, step).
+    plus what Lightning's automatic optimisation does around it (zero_grad, backward, step),
+    at Lightning's ``precision`` (``16-mixed`` scales the loss, as its plugin does).
     """
     _check_batches(batches, warmup)
     clock = StepClock(device, warmup)
     module.to(device).train()
     optimizer = module.configure_optimizers()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     for step, batch in enumerate(batches):
         clock.stamp(step)
         images, labels = batch["image"].to(device), batch["label"].to(device)
-        loss = head_loss(module.hparams.head, module(images), labels)
+        with autocast(device, precision):
+            loss = head_loss(module.hparams.head, module(images), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     clock.stamp(len(batches))
     return clock.durations()
 
 
 def inference_step_times(
-    module: DeepfakeDetector, batches: Sequence[Batch], device: torch.device, warmup: int
+    module: DeepfakeDetector,
+    batches: Sequence[Batch],
+    device: torch.device,
+    warmup: int,
+    precision: str = "32-true",
 ) -> list[float]:
     """Seconds of each eval-mode forward pass over ``batches``, after ``warmup``."""
     _check_batches(batches, warmup)
     clock = StepClock(device, warmup)
     module.to(device).eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for step, batch in enumerate(batches):
             clock.stamp(step)
             module(batch["image"].to(device))
@@ -442,3 +470,68 @@ def benchmark_training(
 def run(cfg: DictConfig) -> pd.DataFrame:
     """The ``training`` block of ``conf/bench.yaml``: :func:`benchmark_training`'s arguments."""
     return section_frame(benchmark_training, cfg)
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated since the last reset (NaN on CPU)."""
+    if device.type != "cuda":
+        return float("nan")
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+
+
+def benchmark_precision(
+    models: Sequence[str] = ("efficientnet_b0", "resnet50", "vit", "efficientnet_b7"),
+    precisions: Sequence[str] = ("32-true", "bf16-mixed", "16-mixed"),
+    batch_size: int = 32,
+    batch_sizes: dict[str, int] | None = None,
+    steps: int = 10,
+    warmup: int = 3,
+    input_size: int | None = None,
+    device: str | None = None,
+) -> list[dict[str, Any]]:
+    """Training and inference images/s per model and precision, with peak GPU memory.
+
+    Each model runs at its configured (study) input size; the same batches serve every
+    precision, and ``x_vs_fp32`` is the training speed-up over ``32-true``.
+
+    Args:
+        models: ``conf/model`` options.
+        precisions: Lightning ``trainer.precision`` values (:data:`PRECISIONS`).
+        batch_size: Images per step.
+        batch_sizes: Per-model batch size overrides (efficientnet_b7 at 600 px needs fewer).
+        steps: Timed steps, after ``warmup`` untimed ones.
+        input_size: Input size of every model (None: each model's configured size).
+        device: ``cuda`` or ``cpu``; None: the GPU when there is one.
+    """
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = []
+    for name in models:
+        size = (batch_sizes or {}).get(name, batch_size)
+        base = None
+        for precision in precisions:
+            module = build_detector(name, input_size)
+            batches = make_batches(warmup + steps, size, module.backbone.input_size)
+            if target.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(target)
+            train_s = statistics.median(
+                plain_train_step_times(module, batches, target, warmup, precision)
+            )
+            memory = peak_memory_gib(target)
+            infer_s = statistics.median(
+                inference_step_times(module, batches, target, warmup, precision)
+            )
+            base = train_s if precision == "32-true" else base
+            rows.append(
+                {
+                    "model": name, "input_size": module.backbone.input_size,
+                    "precision": precision, "batch_size": size, "device": str(target),
+                    "train_img_s": round(size / train_s, 1),
+                    "infer_img_s": round(size / infer_s, 1),
+                    "x_vs_fp32": round(base / train_s, 2) if base else float("nan"),
+                    "peak_train_mem_gib": memory,
+                }
+            )  # fmt: skip
+            log.info("%s %s: %.1f img/s training", name, precision, size / train_s)
+            del module, batches
+    return rows
