@@ -197,3 +197,17 @@ def test_shard_train_loader_batches_and_refuses_random_access_options(faces_dir)
         datamodule(faces_dir, "shards", pair_with_original=True)
     with pytest.raises(ValueError, match="data.format"):
         datamodule(faces_dir, "tar")
+
+
+def test_bench_section_reports_rates_files_and_bytes() -> None:
+    from deepfake_exp.benchmarks import SECTIONS
+    from deepfake_exp.benchmarks.shards import benchmark_shards
+
+    assert SECTIONS["shards"] == "deepfake_exp.benchmarks.shards:run"
+    rows = {r["measure"]: r for r in benchmark_shards(
+        num_faces=24, crop_size=32, input_size=32, batch_size=8, num_workers=0, epochs=1, repeats=1,
+        max_count=8,
+    )}  # fmt: skip
+    assert rows["loader img/s"]["ours"] > 0 and rows["loader img/s"]["baseline"] > 0
+    assert rows["files written"]["ours"] == 3 + 1 and rows["files written"]["baseline"] == 24
+    assert rows["bytes written"]["ours"] > rows["bytes written"]["baseline"] > 0
