@@ -14,4 +14,5 @@ SECTIONS = {
     "analysis": "deepfake_exp.benchmarks.analysis:run",
     "box_reuse": "deepfake_exp.benchmarks.box_reuse:run",
     "projection": "deepfake_exp.benchmarks.box_reuse:run_projection",
+    "shards": "deepfake_exp.benchmarks.shards:run",
 }
