@@ -416,7 +416,7 @@ def run(cfg: DictConfig) -> dict:
         num_workers=cfg.num_workers,
         make_plots=cfg.plots,
         tensorboard_dir=out_dir / "tensorboard",
-        tta=cfg.get("tta") or ("flip" if cfg.flip_tta else "none"),
+        tta=cfg.get("tta") or ("flip" if cfg.get("flip_tta") else "none"),
         eval_datasets=list(cfg.get("eval_datasets") or []),
         faces_root=cfg.paths.faces_dir,
         calibrate=cfg.get("calibrate", True),
