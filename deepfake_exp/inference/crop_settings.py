@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_exp import runs
+from deepfake_exp.data.datamodule import MANIFEST
 from deepfake_exp.faces.extract import ExtractionConfig, read_extraction_record
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def crop_settings(cfg: DictConfig, data_fingerprint: Mapping[str, Any] | None) -
     trained = (data_fingerprint or {}).get("extraction")
     current = (
         runs.data_fingerprint(faces_dir)["extraction"]
-        if record is not None and trained and (Path(faces_dir) / runs.MANIFEST).is_file()
+        if record is not None and trained and (Path(faces_dir) / MANIFEST).is_file()
         else None
     )
     if current is not None and current != trained:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_exp import runs
-from deepfake_exp.data.datamodule import FaceDataModule
+from deepfake_exp.data.datamodule import MANIFEST, FaceDataModule
 from deepfake_exp.data.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from deepfake_exp.data.video import DecodedFrames, MediaReadError, read_media, video_seed
 from deepfake_exp.evaluation.aggregate import AGGREGATORS
@@ -89,7 +89,7 @@ def _val_threshold_with_tta(
     still be the data the run was trained on (``check_data_fingerprint`` refuses otherwise).
     """
     faces_dir = OmegaConf.select(cfg, "data.faces_dir")
-    if not faces_dir or not (Path(faces_dir) / runs.MANIFEST).is_file():
+    if not faces_dir or not (Path(faces_dir) / MANIFEST).is_file():
         return None
     what = f"predict (val threshold with tta={tta})"
     runs.check_data_fingerprint(getattr(module, "data_fingerprint", None), faces_dir, what)

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from deepfake_exp.data.datamodule import FaceDataModule
+from deepfake_exp.data.datamodule import MANIFEST, FaceDataModule
 from deepfake_exp.evaluation import plots
 from deepfake_exp.evaluation.bootstrap import DEFAULT_LEVEL
 from deepfake_exp.evaluation.calibration import apply_temperature
@@ -170,7 +170,7 @@ def evaluate_checkpoint(
             tta,
             out_dir,
             cross_curves,
-            seen=seen_videos(trained_on if (trained_on / "manifest.csv").is_file() else faces_dir),
+            seen=seen_videos(trained_on if (trained_on / MANIFEST).is_file() else faces_dir),
             bootstrap=bootstrap,
         )
     writer = SummaryWriter(str(tensorboard_dir)) if tensorboard_dir else None
@@ -429,5 +429,5 @@ def run(cfg: DictConfig) -> dict:
         robustness=cfg.get("robustness"),
         trust_checkpoint=cfg.get("trust_checkpoint", False),
     )
-    log.info("\n%s\nmetrics: %s", format_summary(metrics), out_dir / "metrics.json")
+    log.info("\n%s\nmetrics: %s", format_summary(metrics), RunDir(out_dir).metrics_json)
     return metrics
