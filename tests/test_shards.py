@@ -90,6 +90,9 @@ def test_pack_keeps_the_crops_bytes_and_manifest_rows(faces_dir: Path) -> None:
         record = json.loads(sample["json"])
         assert record["video_id"] == row["video_id"] and record["label"] == row["label"]
     assert not list(faces_dir.glob("shards.*"))  # no staging folder left
+    first = (faces_dir / "shards" / names[0]).read_bytes()
+    shards.pack_faces(faces_dir, manifest, faces_dir / "manifest.csv", max_count=5)
+    assert (faces_dir / "shards" / names[0]).read_bytes() == first  # repacking is reproducible
 
 
 @pytest.mark.parametrize("cap", [None, 2])
