@@ -7,14 +7,17 @@
 # `pip install --no-index --no-deps` into a venv that sees the node's own packages.
 #
 #   PY_VERSION=3.12 (the node's Python)   PLATFORM="manylinux2014_x86_64 ..." (pip --platform tags)
-#   PIP="python3 -m pip" (any pip >= 22 works; it does not need the node's Python)
+#   PIP="python3 -m pip" (default: the project's .venv; any pip >= 22 with setuptools works,
+#   it need not be the node's Python)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${1:-$repo/gpu_wheels}"
 py_version="${PY_VERSION:-3.12}"
 platforms="${PLATFORM:-manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64}"
-pip=(${PIP:-python3 -m pip})
+default_pip="python3 -m pip"
+[[ -x "$repo/.venv/bin/python" ]] && default_pip="$repo/.venv/bin/python -m pip"  # has setuptools for the builds
+read -r -a pip <<<"${PIP:-$default_pip}"
 constraints="$repo/constraints.txt"
 
 # The project's packages the node lacks, with what they need beyond the node's stack.

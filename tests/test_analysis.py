@@ -19,7 +19,6 @@ from sklearn.metrics import accuracy_score, adjusted_rand_score, log_loss, roc_a
 from threadpoolctl import threadpool_limits
 from torch.utils.data import Dataset
 
-from deepfake_exp import analyze as analyze_module
 from deepfake_exp.analysis.bias import bias_markdown, cluster_table
 from deepfake_exp.analysis.clusters import NOISE, hdbscan_clusters, nearest_to_centre
 from deepfake_exp.analysis.embeddings import (
@@ -42,11 +41,12 @@ from deepfake_exp.analysis.reduce import (
     umap_available,
     umap_reduce,
 )
-from deepfake_exp.analyze import analyze, embed_faces, select_faces
 from deepfake_exp.benchmarks.analysis import benchmark_analysis, clustered_embeddings
 from deepfake_exp.data.datamodule import read_manifest
 from deepfake_exp.data.transforms import NoAugmentation
 from deepfake_exp.inference import load_detector
+from deepfake_exp.tasks import analyze as analyze_module
+from deepfake_exp.tasks.analyze import analyze, embed_faces, select_faces
 from tests.conftest import compose_config
 
 # ----------------------------------------------------------------------------- synthetic data
@@ -351,7 +351,9 @@ def test_analyze_end_to_end(
     faces_dir = write_faces_dir(tmp_path / "faces_tiny")
     overrides = [*TINY_ANALYSIS, f"faces_dir={faces_dir}"]
     if with_checkpoint:
-        model_cfg = OmegaConf.to_container(compose_config("analyze", TINY_ANALYSIS).model)
+        model_cfg = OmegaConf.to_container(
+            compose_config("analyze", TINY_ANALYSIS).model, resolve=True
+        )  # stored configs are resolved, as train stores them
         overrides.append(f"ckpt_path={write_checkpoint(tmp_path / 'best.ckpt', model_cfg)}")
     cfg = compose_config("analyze", overrides, tmp_path)
     run = Path(cfg.paths.output_dir)
