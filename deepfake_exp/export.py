@@ -11,6 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from deepfake_exp import config as _config  # noqa: F401  (registers the schemas)
 from deepfake_exp.tasks import export as task
 
 

@@ -4,13 +4,11 @@ needs nothing else from this project."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import DictConfig
 
 from deepfake_exp.inference.checkpoint import load_detector, resolve_checkpoint
 from deepfake_exp.inference.export import (
@@ -24,25 +22,6 @@ from deepfake_exp.inference.export import (
 from deepfake_exp.runs import run_dir_of
 from deepfake_exp.utils.io import write_json
 from deepfake_exp.utils.run import save_run_info
-
-
-@dataclass
-class ExportSchema:
-    task_name: str = "export"
-    ckpt_path: str | None = None
-    run_dir: str | None = None
-    format: str = "onnx"
-    opset: int = 17
-    out_dir: str | None = None
-    check: bool = True
-    atol: float = 1e-4
-    # Skip the checkpoint's _target_ allow-list (deepfake_exp/inference/safe.py). Off: a
-    # downloaded checkpoint must not run code; on only for a file you made yourself.
-    trust_checkpoint: bool = False
-    paths: Any = MISSING
-
-
-ConfigStore.instance().store(name="export_schema", node=ExportSchema)
 
 
 def export_checkpoint(

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from deepfake_exp.inference.checkpoint import resolve_checkpoint
 from deepfake_exp.inference.predictor import OK, Predictor
@@ -28,31 +25,6 @@ CSV_COLUMNS = [
     "num_faces", "frames_sampled", "frames_expected", "truncated", "frames_with_face",
     "reason", "message", "frame_scores",
 ]  # fmt: skip
-
-
-@dataclass
-class PredictSchema:
-    """``predict``'s keys (documented in ``conf/predict.yaml``).
-
-    ``trust_checkpoint`` skips the ``_target_`` allow-list the checkpoint's stored config is
-    checked against (:mod:`deepfake_exp.inference.safe`). Off by default: a downloaded
-    checkpoint must not run code. Turn it on only for a file you made yourself.
-    """
-
-    task_name: str = "predict"
-    ckpt_path: str | None = None
-    run_dir: str | None = None
-    inputs: list[str] = field(default_factory=list)
-    threshold: float | None = None
-    tta: str = "none"
-    num_frames: int | None = None
-    batch_size: int = 32
-    device: str = "cpu"
-    trust_checkpoint: bool = False
-    paths: Any = MISSING
-
-
-ConfigStore.instance().store(name="predict_schema", node=PredictSchema)
 
 
 class NothingScoredError(RuntimeError):
