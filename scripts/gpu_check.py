@@ -32,7 +32,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -101,7 +101,7 @@ def env_step(out: Path) -> pd.DataFrame:
 
     free, total = torch.cuda.mem_get_info()
     rows = {
-        "date (UTC)": datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "gpu": torch.cuda.get_device_name(0),
         "gpus visible": torch.cuda.device_count(),
         "compute capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
@@ -296,7 +296,7 @@ STEPS: dict[str, Step] = {
 def run_steps(steps: Mapping[str, Step], out: Path) -> tuple[str, bool]:
     """Run ``steps`` in order into ``out``; the Markdown report and whether all succeeded."""
     out.mkdir(parents=True, exist_ok=True)
-    sections, ok = [f"# GPU check, {datetime.utcnow():%Y-%m-%d %H:%M} UTC\n"], True
+    sections, ok = [f"# GPU check, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"], True
     for name, step in steps.items():
         started = time.perf_counter()
         print(f"gpu_check: {name} ...", flush=True)
