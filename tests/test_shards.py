@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -214,3 +215,22 @@ def test_bench_section_reports_rates_files_and_bytes() -> None:
     assert rows["loader img/s"]["ours"] > 0 and rows["loader img/s"]["baseline"] > 0
     assert rows["files written"]["ours"] == 3 + 1 and rows["files written"]["baseline"] == 24
     assert rows["bytes written"]["ours"] > rows["bytes written"]["baseline"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["data.format=shards", "data.pair_with_original=true"])
+def test_training_runs_end_to_end_on_shards_and_paired_batches(
+    tiny_preprocessed, tmp_path: Path, option: str
+) -> None:
+    from deepfake_exp.tasks.train import train
+    from tests.test_train import train_cfg
+
+    root = tmp_path / "copy"  # packing adds shards/: keep the shared session set as it is
+    shutil.copytree(tiny_preprocessed[0], root)
+    run = option.split("=")[0].replace(".", "_")
+    cfg = train_cfg(root, run, [option, "trainer.max_epochs=1", "test=false"])
+    train(cfg)
+    summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
+    assert summary["val/video_auc"] is not None
+    if option.startswith("data.format"):
+        assert (Path(cfg.data.faces_dir) / "shards" / "index.json").is_file()
