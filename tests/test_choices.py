@@ -29,6 +29,7 @@ TYPOS: list[tuple[str, str, type[Enum]]] = [
     ("train", "module.head=sigmod", choices.Head),
     ("train", "module.freeze=backbon", choices.FreezeMode),
     ("train", "module.video_aggregation=meen", choices.VideoAggregation),
+    ("train", "data.format=shard", choices.DataFormat),
     ("evaluate", "video_aggregation=meen", choices.VideoAggregation),
     ("preprocess", "split.policy=grop", choices.SplitPolicy),
     ("preprocess", "extraction.strategy=evn", choices.FrameStrategy),
@@ -58,23 +59,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# Cases whose entrypoint still registers its own str-typed schema (owner named); the lead
-# empties this when the owners have removed theirs (CONTRACTS.log, H3 00:20).
-PENDING = {
-    "tta=flp": "H1: tasks/predict.py registers its own PredictSchema",
-    "format=onx": "H1: tasks/export.py registers its own ExportSchema",
-    "sections=[mtcn]": "H8: conf/bench.yaml does not list bench_schema yet",
-    "reducer=umapp": "H2: analyze.py registers its own AnalyzeSchema",
-}
-CASES = [
-    pytest.param(*case, id=case[1], marks=[pytest.mark.xfail(reason=PENDING[case[1]])])
-    if case[1] in PENDING
-    else pytest.param(*case, id=case[1])
-    for case in TYPOS
-]
-
-
-@pytest.mark.parametrize(("entrypoint", "override", "enum"), CASES)
+@pytest.mark.parametrize(("entrypoint", "override", "enum"), TYPOS, ids=[t[1] for t in TYPOS])
 def test_misspelled_choice_fails_at_compose_time(
     tmp_path: Path, entrypoint: str, override: str, enum: type[Enum]
 ) -> None:

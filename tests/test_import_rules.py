@@ -78,7 +78,6 @@ ALLOWED_FOR_NOW: dict[tuple[str, str], str] = {
         "deepfake_exp.evaluate",
         "deepfake_exp.evaluation.tables",
     ): "H1: evaluate.py -> tasks.evaluate",
-    ("deepfake_exp.tasks.train", "deepfake_exp.evaluate"): "H2: a task imports an entrypoint",
 }
 
 

@@ -23,13 +23,14 @@ REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ThresholdCriterion": ("deepfake_exp.evaluation.threshold", "THRESHOLD_CRITERIA", ()),
     "SplitPolicy": ("deepfake_exp.data.splits", "POLICIES", ()),
     "TTAPolicy": ("deepfake_exp.inference.tta", "TTA_POLICIES", ()),
-    "ExportFormat": ("deepfake_exp.inference.export", "FORMATS", ("onnx", "torchscript")),
+    "ExportFormat": ("deepfake_exp.inference.export", "FORMATS", ()),
     "BenchSection": ("deepfake_exp.benchmarks", "SECTIONS", ()),
-    "FrameStrategy": ("deepfake_exp.faces.extract", "STRATEGIES", ()),
-    "OnMismatch": ("deepfake_exp.faces.extract", "ON_MISMATCH", ()),
+    "FrameStrategy": ("deepfake_exp.preprocessing.settings", "STRATEGIES", ()),
+    "OnMismatch": ("deepfake_exp.preprocessing.settings", "ON_MISMATCH", ()),
     "VideoBackend": ("deepfake_exp.data.video", "BACKENDS", ("auto", "pyav", "opencv")),
-    "DetectorKeep": ("deepfake_exp.faces.detectors", "KEEP_MODES", ("largest", "all", "top_k")),
-    "Reducer": ("deepfake_exp.analysis.reduce", "REDUCERS", ("tsne", "umap")),
+    "DetectorKeep": ("deepfake_exp.faces.detectors", "KEEP_MODES", ()),
+    "Reducer": ("deepfake_exp.analysis.reduce", "REDUCERS", ()),
+    "DataFormat": ("deepfake_exp.data.datamodule", "FORMATS", ("files",)),
 }
 
 
@@ -73,6 +74,7 @@ OnMismatch = _ENUMS["OnMismatch"]
 VideoBackend = _ENUMS["VideoBackend"]
 DetectorKeep = _ENUMS["DetectorKeep"]
 Reducer = _ENUMS["Reducer"]
+DataFormat = _ENUMS["DataFormat"]
 
 
 def values_of(enum: type[Enum]) -> list[str]:

@@ -19,6 +19,7 @@ from omegaconf import MISSING
 from deepfake_exp.benchmarks import SECTIONS
 from deepfake_exp.config.choices import (
     BenchSection,
+    DataFormat,
     DetectorKeep,
     ExportFormat,
     FrameStrategy,
@@ -35,8 +36,8 @@ from deepfake_exp.config.choices import (
 from deepfake_exp.config.derive import schema_of
 from deepfake_exp.data.datamodule import FaceDataModule
 from deepfake_exp.faces.detectors import MTCNNDetector
-from deepfake_exp.faces.extract import ExtractionConfig
 from deepfake_exp.models.module import DeepfakeDetector
+from deepfake_exp.preprocessing.settings import ExtractionConfig
 
 #: ``ExtractionConfig``'s own fields (one definition), with its string choices as Enums.
 ExtractionSchema = schema_of(
@@ -89,7 +90,9 @@ class SplitSchema:
 
 
 #: ``data:`` = ``FaceDataModule``'s arguments (the task passes ``augmentation``).
-DataSchema = schema_of(FaceDataModule, "DataSchema", exclude=("augmentation",))
+DataSchema = schema_of(
+    FaceDataModule, "DataSchema", {"format": DataFormat}, exclude=("augmentation",)
+)
 
 #: ``module:`` = ``DeepfakeDetector``'s arguments, its string choices as Enums (the task
 #: passes the backbone, optimizer and scheduler it builds from their own groups).
