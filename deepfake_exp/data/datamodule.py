@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from torch.utils.data import DataLoader, Dataset
 from deepfake_exp.data import shards
 from deepfake_exp.data.samplers import PairedBatchSampler
 from deepfake_exp.data.transforms import Augmentation, Transform
-from deepfake_exp.faces.extract import read_extraction_settings
 
 MANIFEST = "manifest.csv"
 VIDEOS = "videos.csv"
@@ -169,15 +167,6 @@ class FaceDataModule(pl.LightningDataModule):
         self.pair_with_original = pair_with_original
         self.format = format
         self.datasets: dict[str, FaceDataset | shards.ShardFaceDataset] = {}
-
-    @cached_property
-    def extraction_settings(self) -> dict[str, Any] | None:
-        """The settings the crops were made with (``extraction.json``; ``None``: not recorded).
-
-        Crop size, margin, format and frame sampling of the data actually trained on: what a
-        run should record and ``predict`` reproduce, whatever the config says now.
-        """
-        return read_extraction_settings(self.faces_dir)
 
     def split_frame(self, split: str) -> pd.DataFrame:
         """Manifest rows of ``split``: its sample (train or eval), capped per video."""
