@@ -34,6 +34,7 @@ COMPARED_KEYS = ("manifest_sha256", "splits_sha256")
 CONFIG = CONFIG_FILE  # the resolved config (utils.run.save_run_info), at the run's root
 HYDRA_DIR = ".hydra"
 HYDRA_CONFIG = "config.yaml"  # Hydra's unresolved copy, inside HYDRA_DIR
+OVERRIDES = "overrides.yaml"  # Hydra's record of the command line, inside HYDRA_DIR
 CHECKPOINTS = "checkpoints"
 BEST_CKPT = "best.ckpt"
 LAST_CKPT = "last.ckpt"
@@ -91,7 +92,7 @@ class RunDir:
 
     @property
     def overrides_path(self) -> Path:
-        return self.hydra_dir / "overrides.yaml"
+        return self.hydra_dir / OVERRIDES
 
     @property
     def hydra_yaml_path(self) -> Path:

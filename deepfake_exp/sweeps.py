@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_exp.runs import HYDRA_DIR, SUMMARY, RunDir
+from deepfake_exp.runs import HYDRA_DIR, OVERRIDES, SUMMARY, RunDir
 from deepfake_exp.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def job_dirs(sweep_dir: str | Path) -> list[Path]:
     Hydra writes that file when a job starts, so jobs killed before writing ``summary.json``
     (out of memory, SLURM time limit) are listed too.
     """
-    found = Path(sweep_dir).rglob("overrides.yaml")
+    found = Path(sweep_dir).rglob(OVERRIDES)
     return sorted({p.parent.parent for p in found if p.parent.name == HYDRA_DIR})
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake_exp.utils.io import atomic_write, write_bytes, write_csv, write_json
+from deepfake_exp.utils.io import atomic_write, write_csv, write_json
 
 
 def strict_loads(text: str):
@@ -56,7 +56,7 @@ def test_atomic_writes_follow_the_umask(tmp_path: Path, umask: int, mode: int) -
         written = [
             write_json(tmp_path / "a.json", {"a": 1}),
             write_csv(tmp_path / "b.csv", pd.DataFrame({"a": [1]})),
-            write_bytes(tmp_path / "c.bin", b"x"),
+            atomic_write(tmp_path / "c.bin", lambda p: p.write_bytes(b"x")),
             atomic_write(tmp_path / "d.txt", lambda p: p.write_text("d")),
         ]
     finally:

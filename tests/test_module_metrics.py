@@ -188,3 +188,31 @@ def test_samples_carry_track_ids_when_the_manifest_has_them(tmp_path) -> None:
     untracked = DataModuleVideos(SimpleNamespace(datasets={"val": SimpleNamespace(frame=faces)}))
     assert untracked.samples("val").columns.tolist() == ["video_id"]
     assert untracked.samples("test") is None and untracked.faceless_videos("val") is None
+
+
+def test_track_max_video_metrics_see_the_tracks(tmp_path) -> None:
+    """aggregation=track_max: a video is as fake as its most suspicious person (per-track mean)."""
+    from deepfake_exp.models.module import DeepfakeDetector
+    from deepfake_exp.tasks.train import DataModuleVideos
+
+    backbone = instantiate(compose_config("train", TINY_VIT).model)
+    module = DeepfakeDetector(backbone, video_aggregation="track_max")
+    faces = pd.DataFrame(
+        {"video_id": ["r", "r", "f", "f", "f", "f"], "track_id": [0, 0, 0, 0, 1, 1]}
+    )
+    module.trainer = SimpleNamespace(sanity_checking=False, world_size=1)
+    datasets = {"val": SimpleNamespace(frame=faces)}
+    module.eval_videos = DataModuleVideos(SimpleNamespace(datasets=datasets))
+    # the fake video: person 0 looks real (0.1), the swapped person 1 fake (0.9): mean 0.5
+    frame = _predictions([0, 0, 1, 1, 1, 1], [0.4, 0.4, 0.1, 0.1, 0.9, 0.9])
+    logged = module.stage_metrics("val", frame)
+    expected = binary_metrics([0, 1], [0.4, 0.9])  # track max; the mean would score f 0.5
+    assert logged["val/video_log_loss"] == pytest.approx(expected["log_loss"])
+    untracked = frame.copy()
+    module.eval_videos = DataModuleVideos(
+        SimpleNamespace(datasets={"val": SimpleNamespace(frame=faces.drop(columns="track_id"))})
+    )
+    mean = binary_metrics([0, 1], [0.4, 0.5])
+    assert module.stage_metrics("val", untracked)["val/video_log_loss"] == pytest.approx(
+        mean["log_loss"]
+    )

@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from deepfake_exp.data.datamodule import read_manifest
 from deepfake_exp.data.records import LABEL_NAMES, REAL
 from deepfake_exp.data.sbi import SBIAugmentation, blend_with
-from deepfake_exp.data.transforms import Augmentation, denormalise
+from deepfake_exp.data.transforms import Augmentation
+from deepfake_exp.utils.images import denormalise
 
 log = logging.getLogger(__name__)
 

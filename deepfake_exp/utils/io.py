@@ -83,7 +83,3 @@ def write_json(path: str | Path, data: Any) -> Path:
 def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     """Atomically write a CSV without the index."""
     return atomic_write(path, lambda p: frame.to_csv(p, index=False))
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))
