@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-import deepfake_exp.report as report
+import deepfake_exp.tasks.report as report
 from tests.conftest import CONF_DIR, compose_config
 from tests.test_evaluate_extras import FAST_TRAIN, shared_run, train_run
 
@@ -77,15 +78,18 @@ def test_rerunning_the_report_collects_finished_runs_without_training(
     two_runs, tmp_path, monkeypatch
 ) -> None:
     cfg = report_cfg(tmp_path)
-    with open_dict(cfg):  # the overrides the runs were trained with: their configs are current
+    with open_dict(
+        cfg.report
+    ):  # the overrides the runs were trained with: their configs are current
         cfg.report.common = FAST_TRAIN
         cfg.report.experiments = {"a": [], "b": list(SECOND_RUN)}
+        cfg.report.prepare = {"other": ["dataset.name=other"]}  # nothing to train: not run
     _link_runs(Path(cfg.report.out_dir) / "runs", dict(zip("ab", two_runs, strict=True)))
 
     def no_training(*args, **kwargs):
         raise AssertionError(f"a finished run was retrained: {args}")
 
-    monkeypatch.setattr(report.subprocess, "run", no_training)
+    monkeypatch.setattr(subprocess, "run", no_training)
     table = report.build_report(cfg)
     assert table["name"].tolist() == ["a", "b"] and (table["status"] == "ok").all()
     metrics = json.loads((two_runs[1] / "metrics.json").read_text())
@@ -97,13 +101,14 @@ def test_unfinished_experiments_are_trained_in_their_own_run_dir(
     two_runs, tmp_path, monkeypatch
 ) -> None:
     cfg = report_cfg(tmp_path)
-    with open_dict(cfg):
+    with open_dict(cfg.report):
         cfg.report.common = FAST_TRAIN
         cfg.report.experiments = {
             "done": [],  # what two_runs[0] was trained with: collected
             "new": ["model=resnet18"],
             "broken": ["optimizer.lr=-1"],
         }
+        cfg.report.prepare = {"held_out": ["dataset.name=held_out"]}
     runs_dir = Path(cfg.report.out_dir) / "runs"
     _link_runs(runs_dir, {"done": two_runs[0]})
     commands: list[list[str]] = []
@@ -120,11 +125,18 @@ def test_unfinished_experiments_are_trained_in_their_own_run_dir(
                 shutil.copy(two_runs[1] / name, run_dir / name)
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(report.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     table = report.build_report(cfg).set_index("name")
     modules = [c[2] for c in commands]
-    assert modules == ["deepfake_exp.preprocess", "deepfake_exp.train", "deepfake_exp.preprocess"]
-    train = commands[1]
+    assert modules == [
+        "deepfake_exp.preprocess",  # prepare: held_out, once, before the first training
+        "deepfake_exp.preprocess",
+        "deepfake_exp.train",
+        "deepfake_exp.preprocess",
+    ]
+    assert commands[0][3:-2] == [*FAST_TRAIN, "dataset.name=held_out"]
+    assert commands[0][-1] == f"hydra.run.dir={runs_dir / 'preprocess' / 'prepare_held_out'}"
+    train = commands[2]
     assert train[3:-1] == [*FAST_TRAIN, "model=resnet18"]
     assert train[-1] == f"hydra.run.dir={runs_dir / 'new'}"
     assert table.loc["done", "status"] == table.loc["new", "status"] == "ok"
@@ -155,10 +167,30 @@ def test_default_report_runs_share_one_preprocessed_set_on_cpu(tmp_path) -> None
     assert len(made) == 1, "the runs would read one faces folder made in different ways"
 
 
+#: Experiments no report set trains: CPU checks, and a GPU recipe checked in tests/test_timm.py.
+NOT_IN_A_REPORT = {"smoke", "synthetic_cpu", "gend_clip_ln"}
+
+
+def _listed_experiments(report_set: Path) -> set[str]:
+    """The ``experiment=<name>`` options a report set's rows (and common) use."""
+    node = OmegaConf.to_container(OmegaConf.load(report_set), resolve=False)
+    rows = [
+        *(node.get("common") or []),
+        *[o for ov in (node.get("experiments") or {}).values() for o in ov],
+    ]
+    return {str(o).split("=", 1)[1] for o in rows if str(o).startswith("experiment=")}
+
+
 def test_full_report_lists_every_study_experiment(tmp_path) -> None:
+    """The studies are in report=full; the protocol experiments (cross-manipulation,
+    cross-dataset) in their own sets; every experiment is trained by some set."""
     cfg = compose_config("report", ["report=full"], tmp_path)
-    studies = {p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
-    studies -= {"smoke", "synthetic_cpu"}
+    experiments = {p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
+    protocol_sets = set((Path(CONF_DIR) / "report").glob("*.yaml")) - {
+        Path(CONF_DIR) / "report" / f"{name}.yaml" for name in ("full", "default")
+    }
+    protocols = set().union(*map(_listed_experiments, protocol_sets))
+    studies = experiments - NOT_IN_A_REPORT - protocols
     listed = {
         o.split("=", 1)[1]
         for ov in cfg.report.experiments.values()
@@ -166,6 +198,7 @@ def test_full_report_lists_every_study_experiment(tmp_path) -> None:
         if o.startswith("experiment=")
     }
     assert listed == studies
+    assert experiments - NOT_IN_A_REPORT <= listed | protocols
     for overrides in cfg.report.experiments.values():
         train_cfg = compose_config("train", [*cfg.report.common, *overrides], tmp_path)
         assert train_cfg.trainer.accelerator == "gpu"
@@ -334,7 +367,7 @@ def test_a_run_whose_experiment_changed_is_rerun_or_listed_stale(tmp_path, monke
         trained.append(command)
         return subprocess.CompletedProcess(command, 1)
 
-    monkeypatch.setattr(report.subprocess, "run", fake_train)
+    monkeypatch.setattr(subprocess, "run", fake_train)
     runs = report.run_experiments(cfg.report, runs_dir, "python", stale="keep")
     assert not trained
     assert runs["same"][1] == "ok"
@@ -366,3 +399,75 @@ def test_a_run_whose_data_was_resplit_is_not_reported_as_ok(trained_run, tmp_pat
     table = report.build_report(report_cfg(tmp_path, [f"run_dirs=[{trained_run},{copy}]"]))
     status = dict(zip(table["name"], table["status"], strict=True))
     assert status == {trained_run.name: "ok", "resplit_run": "data_changed"}
+
+
+# ------------------------------------------------------------------ robustness, cross-dataset
+
+
+def _add_to_metrics(run_dir: Path, **blocks) -> None:
+    path = run_dir / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **blocks}))
+
+
+def test_robust_video_auc_column_is_the_runs_mean_under_perturbation(tmp_path) -> None:
+    robust, clean = fake_run(tmp_path / "robust", BASE), fake_run(tmp_path / "clean", BASE)
+    _add_to_metrics(robust, robustness={"mean_face_auc": 0.61, "mean_video_auc": 0.66})
+    table = report.report_table({"robust": (robust, "ok", ""), "clean": (clean, "ok", "")})
+    assert table.set_index("name")["robust_video_auc"].to_dict() == pytest.approx(
+        {"robust": 0.66, "clean": float("nan")}, nan_ok=True
+    )
+    shown = report.shown_table(table)
+    assert re.search(r"\|\s*robust_video_auc\s*\|", shown) and "0.6600" in shown
+    alone = report.report_table({"clean": (clean, "ok", "")})
+    assert "robust_video_auc" not in report.shown_table(alone)  # blank column: not shown
+
+
+def test_cross_dataset_rows_show_frame_and_video_auc_with_intervals(tmp_path) -> None:
+    from deepfake_exp.tasks.report.cross_dataset import cross_dataset_table
+
+    run_dir = fake_run(tmp_path / "ff", BASE)
+    rows = [
+        {"dataset": "ff_test", "splits": "test", "videos": 12, "roc_auc": 0.9,
+         "roc_auc_ci": [0.8, 0.97], "face_roc_auc": 0.85, "face_roc_auc_ci": [0.75, 0.93],
+         "accuracy": 0.8, "log_loss": 0.4},
+        {"dataset": "celebdf", "splits": "all", "videos": 30, "roc_auc": 0.7,
+         "roc_auc_ci": [0.55, 0.82], "face_roc_auc": 0.66, "accuracy": 0.6, "log_loss": 0.7},
+    ]  # fmt: skip
+    _add_to_metrics(run_dir, cross_dataset=rows)
+    runs = {"ff": (run_dir, "ok", ""), "other": (fake_run(tmp_path / "other", BASE), "ok", "")}
+    table = report.report_table(runs)
+    cross = cross_dataset_table(table)
+    assert cross["dataset"].tolist() == ["ff_test", "celebdf"] and set(cross["name"]) == {"ff"}
+    assert cross.loc[0, ["video_auc_low", "face_auc_high"]].tolist() == [0.8, 0.93]
+    assert pd.isna(cross.loc[1, "face_auc_low"])  # no face interval stored: blank
+    page = report.report_markdown(table, OmegaConf.create({"name": "t"}), None, cross)
+    assert "0.900 [0.800, 0.970]" in page and "0.850 [0.750, 0.930]" in page
+    assert re.search(
+        r"\|\s*celebdf\s*\|\s*all\s*\|\s*30\s*\|\s*0.700 \[0.550, 0.820\]\s*\|\s*0.660\s*\|", page
+    )
+    written = report.write_report(table, tmp_path / "out", OmegaConf.create({"name": "t"}))
+    assert tmp_path / "out" / "cross_dataset.csv" in written
+    assert "Cross-dataset" not in report.report_markdown(
+        report.report_table({"other": runs["other"]}), OmegaConf.create({"name": "t"}), None
+    )
+
+
+def test_a_failed_prepare_stops_the_report_with_its_log(tmp_path, monkeypatch) -> None:
+    from deepfake_exp.tasks.report.experiments import PrepareError
+
+    cfg = report_cfg(tmp_path)
+    with open_dict(cfg.report):
+        cfg.report.experiments = {"new": []}
+        cfg.report.prepare = {"celebdf": ["dataset=celebdf"]}
+    trained: list[list[str]] = []
+
+    def failing_preprocess(command, stdout, **kwargs):
+        stdout.write("no such dataset folder\n")
+        trained.append(command)
+        return subprocess.CompletedProcess(command, 2)
+
+    monkeypatch.setattr(subprocess, "run", failing_preprocess)
+    runs_dir = Path(cfg.report.out_dir) / "runs"
+    with pytest.raises(PrepareError, match=r"prepare celebdf: .*code 2(.|\n)*no such dataset"):
+        report.run_experiments(cfg.report, runs_dir, "python")
+    assert len(trained) == 1  # nothing trained after the failed prepare
