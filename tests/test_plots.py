@@ -138,3 +138,16 @@ def test_most_confident_errors() -> None:
     # The same rule as binary_metrics: the error counts agree.
     metrics = binary_metrics(frame["label"], frame["prob"], threshold=0.5)
     assert (metrics["fp"], metrics["fn"]) == (len(false_positives), len(false_negatives))
+
+
+def test_denormalise_inverts_the_normalisation_for_one_image_and_a_batch() -> None:
+    import torch
+
+    from deepfake_exp.utils.images import denormalise
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    images = torch.from_numpy(rgb).permute(0, 3, 1, 2) / 255.0 - torch.tensor(mean).view(3, 1, 1)
+    images = images / torch.tensor(std).view(3, 1, 1)
+    assert np.array_equal(denormalise(images, mean, std), rgb)
+    assert np.array_equal(denormalise(images[1], mean, std), rgb[1])

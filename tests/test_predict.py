@@ -369,3 +369,16 @@ def test_a_folder_without_media_is_kept_as_an_input(tmp_path) -> None:
         tmp_path / "empty",
         tmp_path / "full" / "x.png",
     ]
+
+
+@pytest.mark.parametrize("image_format", ["jpg", "png"])
+def test_as_saved_is_what_reading_the_crop_file_gives(tmp_path, image_format) -> None:
+    from deepfake_exp.utils.images import as_saved
+
+    crop = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    path = tmp_path / f"crop.{image_format}"
+    params = [cv2.IMWRITE_JPEG_QUALITY, 80] if image_format == "jpg" else []
+    cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
+    from_file = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(as_saved(crop, image_format, 80), from_file)
+    assert np.array_equal(from_file, crop) == (image_format == "png")  # JPEG is lossy

@@ -38,23 +38,3 @@ def crop_face(
     crop = frame[y1:y2, x1:x2]
     interpolation = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interpolation)
-
-
-def encode_crop(crop: np.ndarray, image_format: str, jpeg_quality: int = 95) -> np.ndarray:
-    """An RGB crop encoded as the bytes of its face file (``jpg``: at ``jpeg_quality``)."""
-    image_format = "jpg" if str(image_format).lower() in ("jpg", "jpeg") else str(image_format)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if image_format == "jpg" else []
-    ok, encoded = cv2.imencode(f".{image_format}", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise RuntimeError(f"could not encode a face crop as {image_format}")
-    return encoded
-
-
-def stored_crop(crop: np.ndarray, image_format: str, jpeg_quality: int = 95) -> np.ndarray:
-    """The RGB crop as training reads it back from its file: through the same encoding.
-
-    Inference on new files must see what training saw; a JPEG crop loses detail in the
-    round trip, and the detector learned on that.
-    """
-    decoded = cv2.imdecode(encode_crop(crop, image_format, jpeg_quality), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)

@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from deepfake_exp import runs
 from deepfake_exp.data.datamodule import MANIFEST
 from deepfake_exp.faces.extract import ExtractionConfig, read_extraction_record
+from deepfake_exp.utils.images import JPEG_FORMATS
 
 log = logging.getLogger(__name__)
-JPEG_FORMATS = frozenset({"jpg", "jpeg"})
 
 
 def is_jpeg(image_format: str) -> bool:

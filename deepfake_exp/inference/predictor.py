@@ -1,7 +1,7 @@
 """A checkpoint with the preprocessing it was trained with: media files in, P(fake) out.
 
 Each file goes through the same frame sampling, face detector, crop margin and size and crop
-file encoding (the JPEG round trip, :func:`deepfake_exp.faces.crop.stored_crop`) as the run's
+file encoding (the JPEG round trip, :func:`deepfake_exp.utils.images.as_saved`) as the run's
 faces, read from its faces folder's ``extraction.json`` (what the crops were really made with)
 or, where that folder is absent or was re-extracted since, from the checkpoint's run config;
 then the eval transform and the face -> video aggregation of the run.
@@ -26,13 +26,14 @@ from deepfake_exp.data.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from deepfake_exp.data.video import DecodedFrames, MediaReadError, read_media, video_seed
 from deepfake_exp.evaluation.aggregate import AGGREGATORS
 from deepfake_exp.evaluation.threshold import select_threshold
-from deepfake_exp.faces.crop import crop_face, stored_crop
+from deepfake_exp.faces.crop import crop_face
 from deepfake_exp.faces.detectors import Detection, FaceDetector
 from deepfake_exp.inference.checkpoint import load_detector
 from deepfake_exp.inference.crop_settings import crop_settings
 from deepfake_exp.inference.safe import safe_instantiate
 from deepfake_exp.inference.scoring import split_predictions
 from deepfake_exp.inference.tta import TTAModel, tta_views
+from deepfake_exp.utils.images import as_saved
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ class Predictor:
         """The crop as training read it: cut, resized, and through its file's encoding."""
         extraction = self.extraction
         crop = crop_face(frame, detection.box, extraction.margin, extraction.crop_size)
-        return stored_crop(crop, extraction.image_format, extraction.jpeg_quality)
+        return as_saved(crop, extraction.image_format, extraction.jpeg_quality)
 
     def faces(self, path: str | Path) -> FileFaces:
         """Decode ``path`` and crop every face kept, as preprocessing does.
