@@ -32,7 +32,6 @@ TINY = {
         "max_iter": 250,
         "knn_sample": 100,
     },
-    "mtcnn": {"sizes": ["480x270"], "frames_per_size": 1, "repeats": 1},
 }
 
 
@@ -76,6 +75,22 @@ def test_section_runs_at_tiny_size(name: str) -> None:
     table = runner.run_section(name, OmegaConf.create(TINY[name]))
     assert isinstance(table, pd.DataFrame) and len(table) > 0
     assert not table.isna().all(axis=None)
+
+
+def test_mtcnn_section_reports_speed_and_quality_against_both_baselines() -> None:
+    table = runner.run_section(
+        "mtcnn", OmegaConf.create({"sizes": ["480x270"], "frames_per_size": 1, "repeats": 2})
+    )
+    defaults, like, downscaled, ours = table.to_dict("records")
+    assert ours["method"].startswith("ours") and "MTCNN()" in defaults["method"]
+    assert (table["frames_per_s"] > 0).all() and (table["found"] == 1.0).all()
+    # the like-for-like baseline searches our smallest full-resolution face (60 px at 1/3)
+    assert "min_face_size=60" in like["method"] and like["smallest_face_px"] == 60
+    assert defaults["smallest_face_px"] == 20 and downscaled["scale"] == ours["scale"] < 1
+    assert defaults["x_vs_defaults"] == like["x_like_for_like"] == 1.0
+    assert ours["x_vs_defaults"] == pytest.approx(
+        ours["x_like_for_like"] * like["x_vs_defaults"], rel=0.02
+    )
 
 
 def test_analysis_section_times_each_reducer_on_the_same_input() -> None:
@@ -136,12 +151,30 @@ def test_training_section_runs_at_tiny_size(tmp_path: Path, monkeypatch) -> None
         "loader_images": 4, "threads": 1,
     }  # fmt: skip
     table = runner.run_section("training", OmegaConf.create(cfg))
-    assert table["measure"].tolist() == [
+    throughput, loader, overhead = table.to_dict("records")
+    assert [r["measure"] for r in (throughput, loader, overhead)] == [
         "throughput",
         "dataloader / model train",
         "lightning step overhead",
     ]
-    assert "generated" in table.loc[1, "note"]
+    assert "generated" in loader["note"]  # no preprocessed set: made by preprocessing here
+    assert throughput["train_img_s"] > 0 and loader["baseline"] == throughput["train_img_s"]
+    assert loader["value"] == pytest.approx(loader["ours"] / loader["baseline"])
+    assert loader["met"] == ("yes" if loader["value"] >= 2 else "NO")
+    plain, lightning = overhead["baseline"], overhead["ours"]
+    assert overhead["value"] == pytest.approx(100 * (lightning - plain) / plain)
+
+
+def test_precision_throughput_compares_each_precision_with_fp32() -> None:
+    from deepfake_exp.benchmarks.training import benchmark_precision
+
+    rows = benchmark_precision(
+        models=("vit",), precisions=("32-true", "bf16-mixed"), batch_size=2, steps=1,
+        warmup=1, input_size=32, device="cpu",
+    )  # fmt: skip
+    assert [r["precision"] for r in rows] == ["32-true", "bf16-mixed"]
+    assert rows[0]["x_vs_fp32"] == 1.0 and rows[1]["train_img_s"] > 0
+    assert np.isnan(rows[0]["peak_train_mem_gib"])  # GPU memory only
 
 
 @pytest.mark.slow
