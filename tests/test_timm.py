@@ -8,13 +8,15 @@ without network. Tiny models: ``vit_tiny_patch16_224`` with 2 blocks at 32 px.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+import pytorch_lightning as pl
 import timm
 import torch
 from huggingface_hub import constants as hf_constants
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from safetensors.torch import save_file
 from timm.data import resolve_data_config
 from torch import nn
@@ -284,3 +286,74 @@ def test_weights_path_that_does_not_fit_is_named(hf_cache, tmp_path):
         _tiny(weights_path=str(tmp_path / "deeper.pth"))
     with pytest.raises(PretrainedWeightsError, match="does not exist"):
         _tiny(weights_path=str(tmp_path / "missing.safetensors"))
+
+
+# --- the experiment, end to end on the tiny synthetic set ---------------------------------
+
+GEND_SMOKE = [
+    "experiment=gend_clip_ln",
+    "dataset=synthetic",
+    f"model.name={TINY}",
+    f"+model.model_kwargs.depth={TINY_KWARGS['depth']}",
+    "model.pretrained=false",
+    f"model.input_size={SIZE}",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=1",
+    "+trainer.limit_val_batches=1",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "test=false",
+    "callbacks.model_checkpoint=null",
+    "+trainer.enable_checkpointing=false",
+    "callbacks.progress_bar.refresh_rate=0",
+    "trainer.enable_model_summary=false",
+    f"+callbacks.step_probe._target_={__name__}.StepProbe",
+]
+
+
+class StepProbe(pl.Callback):
+    """Records, for a smoke run, which parameters one step moved and the head it trained."""
+
+    seen: ClassVar[list[dict]] = []
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.before = {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        moved = {n for n, p in module.named_parameters() if not torch.equal(p, self.before[n])}
+        StepProbe.seen.append(
+            {
+                "global_step": trainer.global_step,
+                "moved": moved,
+                "normalised": isinstance(module.head[0], L2Normalize),
+                "counts": module.parameter_counts(),
+            }
+        )
+
+
+def test_gend_experiment_builds_clip_l14_with_the_recipe(compose_cfg):
+    cfg = compose_cfg("train", ["experiment=gend_clip_ln"])
+    assert cfg.model.name == CLIP_L14 and cfg.model.pretrained is True
+    assert tuple(cfg.model.mean) == CLIP_MEAN and cfg.model.input_size == 224
+    assert cfg.augmentation.mean == cfg.model.mean
+    assert (cfg.module.freeze, cfg.module.normalize_features) == ("layernorm", True)
+    assert cfg.data.pair_with_original is True
+
+
+@pytest.mark.slow
+def test_gend_experiment_cpu_smoke_path_trains_one_step(tiny_preprocessed, compose_cfg):
+    from deepfake_exp.tasks.train import train
+
+    _, summary = tiny_preprocessed
+    cfg = compose_cfg("train", GEND_SMOKE)
+    with open_dict(cfg):
+        cfg.data.faces_dir = summary["out_dir"]
+    StepProbe.seen.clear()
+    train(cfg)
+    (probe,) = StepProbe.seen
+    assert probe["global_step"] == 1 and probe["normalised"]
+    assert all(".norm" in n or n.startswith("head.") for n in probe["moved"]), probe["moved"]
+    assert any(n.startswith("head.") for n in probe["moved"])
+    assert any(n.startswith("backbone.") for n in probe["moved"])
+    head = 192 * 2 + 2  # Linear(192, 2) after the L2 normalisation
+    assert probe["counts"]["n_params_trainable"] == _layer_norm_parameters(2, 192) + head
