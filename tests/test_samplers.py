@@ -155,3 +155,26 @@ def test_pairing_refuses_an_augmentation_that_replaces_the_train_faces(tmp_path:
     datamodule = FaceDataModule(faces_dir, Replacing(16), num_workers=0, pair_with_original=True)
     with pytest.raises(ValueError, match="pair_with_original.*Replacing.*TensorDataset"):
         datamodule.train_dataloader()
+
+
+def test_lightning_ddp_injection_keeps_families_whole_per_rank() -> None:
+    """Lightning's own re-instantiation path under DDP (what ``Trainer`` does per rank)."""
+    from lightning_fabric.utilities.data import _replace_dunder_methods
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+    frame = manifest()
+    with _replace_dunder_methods(DataLoader, "dataset"), _replace_dunder_methods(BatchSampler):
+        loader = DataLoader(
+            list(range(len(frame))),
+            batch_sampler=PairedBatchSampler(batch_size=8, frame=frame, seed=0),
+        )
+    per_rank = []
+    for rank in (0, 1):
+        injected = DistributedSampler(loader.dataset, num_replicas=2, rank=rank)
+        ranked = _update_dataloader(loader, injected)
+        assert ranked.batch_sampler.sampler is injected
+        per_rank.append([batch.tolist() for batch in ranked])
+        assert_paired(frame, per_rank[-1], 8)
+    assert len(per_rank[0]) == len(per_rank[1])
+    assert {i for batches in per_rank for b in batches for i in b} == set(range(len(frame)))
