@@ -178,12 +178,7 @@ def evaluate_checkpoint(
         table = robustness_evaluation(
             module, datamodule, test_faces, perturbations, thresholds, aggregation, tta, bootstrap
         )
-        metrics["robustness"] = robustness_summary(table)
-        write_csv(out_dir / "robustness.csv", table)
-        figure = plot_robustness(table)
-        if writer is not None:
-            writer.add_image("eval/robustness", plots.figure_to_array(figure), 0, dataformats="HWC")
-        plots.save_figure(figure, out_dir / "robustness.png")
+        metrics["robustness"] = write_robustness(table, out_dir, writer)
     run = RunDir(out_dir)
     write_json(run.metrics_json, metrics)
     write_csv(run.predictions_csv("test", "faces"), test_faces)
@@ -275,6 +270,17 @@ def robustness_evaluation(
         seed=bootstrap.seed,
         level=bootstrap.level,
     )
+
+
+def write_robustness(table: pd.DataFrame, out_dir: Path, writer: SummaryWriter | None) -> dict:
+    """``robustness.csv``, ``robustness.png`` (and its TensorBoard image); returns the
+    ``metrics.json`` block (mean face / video AUC under perturbation)."""
+    write_csv(out_dir / "robustness.csv", table)
+    figure = plot_robustness(table)
+    if writer is not None:
+        writer.add_image("eval/robustness", plots.figure_to_array(figure), 0, dataformats="HWC")
+    plots.save_figure(figure, out_dir / "robustness.png")
+    return robustness_summary(table)
 
 
 def cross_dataset_evaluation(
