@@ -197,8 +197,9 @@ def test_gend_recipe_trains_one_step_moving_only_layernorms_and_head():
         backbone,
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
         freeze="layernorm",
+        normalize_features=True,
     )
-    detector.head = build_head("softmax", backbone.num_features, normalize=True)
+    assert isinstance(detector.head[0], L2Normalize)
     before = {n: p.detach().clone() for n, p in detector.named_parameters()}
     setup = detector.configure_optimizers()
     optimizer = setup["optimizer"] if isinstance(setup, dict) else setup
