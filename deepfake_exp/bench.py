@@ -11,12 +11,12 @@ import hydra
 from omegaconf import DictConfig
 
 from deepfake_exp import config as _config  # noqa: F401  (registers the schemas)
-from deepfake_exp.benchmarks import runner
+from deepfake_exp.tasks import bench as task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
-    runner.run(cfg)
+    task.run(cfg)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
-from deepfake_exp.benchmarks import SECTIONS, runner
+from deepfake_exp.benchmarks import SECTIONS
 from deepfake_exp.benchmarks.common import compose, face_crops, group_options, write_face_folder
 from deepfake_exp.data.datamodule import read_manifest
+from deepfake_exp.tasks import bench as bench_task
 from tests.conftest import compose_config
 
 #: Each section at a size that runs in seconds on one core.
@@ -51,7 +52,7 @@ def bench_config(tmp_path: Path, overrides: list[str]) -> OmegaConf:
 
 def test_every_section_resolves_to_a_run_function() -> None:
     for name in SECTIONS:
-        assert callable(runner.section(name)), name
+        assert callable(bench_task.section(name)), name
     cfg = compose("bench")
     assert set(cfg.sections) <= set(SECTIONS)
     assert all(name in cfg for name in cfg.sections)  # a config block per listed section
@@ -62,23 +63,23 @@ def test_a_misspelled_section_fails_before_any_section_runs(tmp_path: Path) -> N
         {"sections": ["augmentation", "trainig"], "paths": {"output_dir": str(tmp_path)}}
     )
     with pytest.raises(KeyError, match="trainig.*choose from"):
-        runner.run(cfg)
+        bench_task.run(cfg)
     assert not list(tmp_path.iterdir())  # augmentation, listed first, did not run
     with pytest.raises(ConfigCompositionException):  # and at compose time (BenchSection enum)
         compose("bench", ["sections=[trainig]"])
     with pytest.raises(KeyError, match="choose from"):
-        runner.section("mtcnm")
+        bench_task.section("mtcnm")
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_section_runs_at_tiny_size(name: str) -> None:
-    table = runner.run_section(name, OmegaConf.create(TINY[name]))
+    table = bench_task.run_section(name, OmegaConf.create(TINY[name]))
     assert isinstance(table, pd.DataFrame) and len(table) > 0
     assert not table.isna().all(axis=None)
 
 
 def test_mtcnn_section_reports_speed_and_quality_against_both_baselines() -> None:
-    table = runner.run_section(
+    table = bench_task.run_section(
         "mtcnn", OmegaConf.create({"sizes": ["480x270"], "frames_per_size": 1, "repeats": 2})
     )
     defaults, like, downscaled, ours = table.to_dict("records")
@@ -94,21 +95,21 @@ def test_mtcnn_section_reports_speed_and_quality_against_both_baselines() -> Non
 
 
 def test_analysis_section_times_each_reducer_on_the_same_input() -> None:
-    table = runner.run_section("analysis", OmegaConf.create(TINY["analysis"]))
+    table = bench_task.run_section("analysis", OmegaConf.create(TINY["analysis"]))
     assert table["reducer"].tolist() == ["tsne", "tsne_sklearn"]
     assert table["pca_s"].nunique() == 1  # one PCA per size, shared by both reducers
     baseline = table.set_index("reducer").loc["tsne_sklearn"]
     assert baseline["x_faster"] == 1.0
     assert table["knn_preservation"].between(0, 1).all()
     with pytest.raises(KeyError, match="tsne_sklearn"):
-        runner.run_section("analysis", OmegaConf.create({"reducers": {"tnse": [300]}}))
+        bench_task.run_section("analysis", OmegaConf.create({"reducers": {"tnse": [300]}}))
 
 
 def test_bench_writes_one_csv_per_section_and_the_markdown(tmp_path: Path) -> None:
     cfg = bench_config(tmp_path, ["sections=[augmentation]"])
     with open_dict(cfg):
         cfg.augmentation = TINY["augmentation"]
-    out = runner.run(cfg)
+    out = bench_task.run(cfg)
     table = pd.read_csv(out / "bench_augmentation.csv")
     assert set(table["augmentation"]) == {"none", "basic"}
     assert "## augmentation" in (out / "bench.md").read_text()
@@ -150,7 +151,7 @@ def test_training_section_runs_at_tiny_size(tmp_path: Path, monkeypatch) -> None
         "overhead_warmup": 1, "overhead_rounds": 1, "num_workers": 0, "loader_batches": 2,
         "loader_images": 4, "threads": 1,
     }  # fmt: skip
-    table = runner.run_section("training", OmegaConf.create(cfg))
+    table = bench_task.run_section("training", OmegaConf.create(cfg))
     throughput, loader, overhead = table.to_dict("records")
     assert [r["measure"] for r in (throughput, loader, overhead)] == [
         "throughput",
@@ -183,6 +184,6 @@ def test_extraction_section_runs_at_tiny_size(tmp_path: Path) -> None:
         "size": "320x180", "frames_per_video": 6, "num_frames": 2, "bitrates_mbps": [1.0],
         "repeats": 1, "naive_repeats": 1, "copies": 1, "cache_dir": str(tmp_path),
     }  # fmt: skip
-    table = runner.run_section("extraction", OmegaConf.create(cfg))
+    table = bench_task.run_section("extraction", OmegaConf.create(cfg))
     assert {"naive", "ours", "decode-only"} <= set(table["method"])
     assert (table["s_per_video"] > 0).all()

@@ -1,4 +1,4 @@
-"""Run the sections ``conf/bench.yaml`` lists and write one CSV each plus ``bench.md``.
+"""The bench task: run the sections ``conf/bench.yaml`` lists, one CSV each plus ``bench.md``.
 
 Section names are checked against :data:`~deepfake_exp.benchmarks.SECTIONS` before any
 section runs, so a typo fails at once instead of after the earlier sections' minutes.
