@@ -580,3 +580,20 @@ def test_cross_dataset_scores_only_the_label_independent_eval_sample(tmp_path, m
     monkeypatch.setattr(scoring, "predict_faces", fake_predict)
     scoring.external_predictions(None, faces, None, "mean", "none", 4, 0)
     assert scored["faces"] == ["f/a0.png", "f/b0.png", "f/b1.png"]
+
+
+def test_video_predictions_carry_tracks_to_track_max() -> None:
+    """Two tracks in one video: track_max takes the worse track's mean, not the faces' mean."""
+    from deepfake_exp.inference.scoring import video_predictions
+
+    faces = pd.DataFrame(
+        {
+            "video_id": ["v"] * 4,
+            "label": [1] * 4,
+            "prob": [0.9, 0.7, 0.1, 0.1],
+            "track_id": [0, 0, 1, 1],
+        }
+    )
+    videos = video_predictions(faces, "track_max", None)
+    assert videos["prob"].tolist() == pytest.approx([0.8])
+    assert video_predictions(faces, "mean", None)["prob"].tolist() == pytest.approx([0.45])

@@ -95,7 +95,8 @@ def video_predictions(
     ``listed`` holds the videos that are scored (see :func:`listed_videos`): failed inputs
     are not in it, so they never receive the 0.5 of a face-less video.
     """
-    columns = ["video_id", "label", "prob", *(c for c in ("group", "source") if c in faces)]
+    carried = ("group", "source", "track_id")  # track_id: what track_max reduces over
+    columns = ["video_id", "label", "prob", *(c for c in carried if c in faces)]
     videos = aggregate_video_scores(faces[columns], aggregation)
     return videos if listed is None else add_missing_videos(videos, listed)
 

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from deepfake_exp.config import validate_config
 from deepfake_exp.data.datamodule import MANIFEST, FaceDataModule
 from deepfake_exp.evaluation import plots
 from deepfake_exp.evaluation.bootstrap import DEFAULT_LEVEL
@@ -409,6 +410,7 @@ def run(cfg: DictConfig) -> dict:
     ``robustness`` are read with defaults so ``+key=value`` works whether or not the schema
     lists them; ``flip_tta=true`` is the old spelling of ``tta=flip``.
     """
+    validate_config(cfg)  # ranges checked, choices as plain strings
     ckpt = resolve_checkpoint(cfg.ckpt_path, cfg.run_dir)
     out_dir = Path(cfg.paths.output_dir)
     save_run_info(out_dir, cfg)

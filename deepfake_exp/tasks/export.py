@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from deepfake_exp.config import validate_config
 from deepfake_exp.inference.checkpoint import load_detector, resolve_checkpoint
 from deepfake_exp.inference.export import (
     INPUT_NAME,
@@ -85,6 +86,7 @@ def export_checkpoint(
 
 def run(cfg: DictConfig) -> dict:
     """Export the run's (or given) checkpoint; prints where and how faithfully."""
+    validate_config(cfg)  # ranges checked, choices as plain strings
     ckpt = resolve_checkpoint(cfg.ckpt_path, cfg.run_dir)
     out_dir = Path(cfg.out_dir or cfg.paths.output_dir)
     save_run_info(cfg.paths.output_dir, cfg)

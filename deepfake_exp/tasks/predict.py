@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_exp.config import validate_config
 from deepfake_exp.inference.checkpoint import resolve_checkpoint
 from deepfake_exp.inference.predictor import OK, Predictor
 from deepfake_exp.utils.io import write_csv, write_json
@@ -107,6 +108,7 @@ def require_scored(results: Sequence[dict], out_dir: str | Path) -> None:
 
 def run(cfg: DictConfig) -> list[dict]:
     """Score the inputs, print the table, write the files; fail if nothing could be scored."""
+    validate_config(cfg)  # ranges checked, choices as plain strings
     out_dir = Path(cfg.paths.output_dir)
     save_run_info(out_dir, cfg)
     results = run_predictions(cfg, out_dir)
