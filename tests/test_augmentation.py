@@ -24,11 +24,12 @@ from deepfake_exp.data.sbi import (
     self_blend,
 )
 from deepfake_exp.data.transforms import AlbumentationsTransform, Augmentation, DFDCAugmentation
+from deepfake_exp.utils.data_config import IMAGENET_MEAN, IMAGENET_STD
 from tests.conftest import CONF_DIR, compose_config
 
 OPTIONS = ["none", "basic", "dfdc", "sbi"]
 SIZE = 64
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 DETERMINISTIC_OPS = (A.Resize, A.LongestMaxSize, A.PadIfNeeded, A.Normalize)
 
 
