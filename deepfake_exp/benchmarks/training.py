@@ -17,6 +17,9 @@ Three figures (DESIGN.md §5), each against its baseline in the same run:
   preprocessed faces folder when there is one (``${paths.faces_dir}/synthetic`` by default),
   else JPEG crops written to a temporary folder.
 
+``benchmark_precision`` (``make gpu-check``) times the training step per model at Lightning's
+``32-true`` / ``bf16-mixed`` / ``16-mixed`` precisions, with peak GPU memory.
+
 On a CUDA machine the same code runs on the GPU. Absolute figures depend on the machine and
 its load, so the 1-minute load average is reported next to them; the ratios are the result.
 """
