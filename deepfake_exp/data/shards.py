@@ -237,8 +237,9 @@ class ShardFaceDataset(IterableDataset):
         shuffle: Shuffle shards per epoch and samples in a buffer (train).
         seed: Shuffling seed; an epoch's order is a function of seed, epoch and process.
         buffer: Samples held by each worker's shuffle buffer.
-        equalize: In a distributed run, give every rank the same number of faces (train);
-            off, each rank serves its shards once (evaluation de-duplicates by ``index``).
+        equalize: In a distributed run, every rank serves ``N // world`` faces split evenly
+            over its workers (train: equal batch counts); off, each rank serves its shards once,
+            padded with repeats to the largest rank's count (evaluation: equal gather sizes).
     """
 
     def __init__(
@@ -276,35 +277,49 @@ class ShardFaceDataset(IterableDataset):
         """Base epoch of the shuffle (each pass over the dataset adds one after it)."""
         self.epoch, self._iterations = epoch, 0
 
-    def _assignment(self, epoch: int) -> tuple[list[list[int]], int, int, int]:
-        """Shard positions per (this rank's) worker, and ``rank, world, worker``."""
+    def _plan(self, epoch: int) -> tuple[list[list[int]], list[int | None], int, int]:
+        """This epoch's shards and quota (``None``: each face once) per worker of this rank,
+        and ``rank, worker``.
+
+        One process: every worker serves its shards once. Distributed, every rank must serve
+        as many faces as the others: train ranks serve ``N // world`` faces split evenly over
+        their workers (the same split on every rank, so the same number of batches and no
+        rank waits at a gradient all-reduce); evaluation ranks serve their shards once, and
+        one worker repeats faces up to the largest rank's count (the module gathers
+        predictions across ranks, which needs equal sizes, and drops repeats by ``index``).
+        """
         rank, world, worker, workers = pytorch_worker_info()
         order = list(range(len(self.shards)))
         if self.shuffle:
             random.Random(f"{self.seed}/{epoch}").shuffle(order)
-        mine = order[rank::world]
-        return [mine[w::workers] for w in range(workers)], rank, world, worker
-
-    def _quota(self, world: int, workers: int, worker: int) -> int | None:
-        """Faces one worker serves in an equalized distributed epoch (``None``: all of its)."""
-        if not self.equalize or world == 1:
-            return None
-        per_rank = len(self.frame) // world
-        return per_rank // workers + (worker < per_rank % workers)
+        per_worker = [order[rank::world][w::workers] for w in range(workers)]
+        own = [sum(self.selected[i] for i in shards) for shards in per_worker]
+        if world == 1:
+            return per_worker, [None] * workers, rank, worker
+        if self.equalize:
+            per_rank = len(self.frame) // world
+            quotas = [per_rank // workers + (w < per_rank % workers) for w in range(workers)]
+        else:
+            largest = max(sum(self.selected[i] for i in order[r::world]) for r in range(world))
+            quotas = list(own)
+            quotas[int(np.argmax(own))] += largest - sum(own)
+        if any(quota > 0 and count == 0 for quota, count in zip(quotas, own, strict=True)):
+            raise ShardError(
+                f"{len(self.shards)} shards of {self.shards_dir} cannot feed {world} ranks x "
+                f"{workers} workers: pack smaller shards (pack_faces max_count) or use fewer workers"
+            )
+        return per_worker, quotas, rank, worker
 
     def __len__(self) -> int:
-        per_worker, rank, world, _ = self._assignment(self.epoch)
-        if self.equalize and world > 1:
-            return len(self.frame) // world
-        return sum(self.selected[i] for shards in per_worker for i in shards)
+        per_worker, quotas, _, _ = self._plan(self.epoch)
+        if quotas[0] is None:
+            return sum(self.selected[i] for shards in per_worker for i in shards)
+        return int(sum(quotas))  # type: ignore[arg-type]
 
     def _samples(self, shards: list[int], quota: int | None) -> Iterator[dict[str, Any]]:
         """Selected samples of ``shards`` in order; cycled until ``quota`` when one is set."""
-        if quota is not None and sum(self.selected[i] for i in shards) == 0:
-            raise ShardError(
-                f"{len(self.shards)} shards cannot feed every rank and worker: pack smaller "
-                "shards (pack_faces max_count) or use fewer workers"
-            )
+        if quota == 0:
+            return
         served = 0
         while True:
             for i in shards:
@@ -315,14 +330,14 @@ class ShardFaceDataset(IterableDataset):
                         served += 1
                         if quota is not None and served >= quota:
                             return
-            if quota is None or served == 0:
+            if quota is None or served == 0 or served >= quota:
                 return
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch = self.epoch + self._iterations
         self._iterations += 1
-        per_worker, rank, world, worker = self._assignment(epoch)
-        samples = self._samples(per_worker[worker], self._quota(world, len(per_worker), worker))
+        per_worker, quotas, rank, worker = self._plan(epoch)
+        samples = self._samples(per_worker[worker], quotas[worker])
         if self.shuffle:
             rng = random.Random(f"{self.seed}/{epoch}/{rank}/{worker}")
             samples = wds.shuffle(self.buffer, initial=self.buffer, rng=rng)(samples)
