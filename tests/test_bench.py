@@ -187,3 +187,10 @@ def test_extraction_section_runs_at_tiny_size(tmp_path: Path) -> None:
     table = bench_task.run_section("extraction", OmegaConf.create(cfg))
     assert {"naive", "ours", "decode-only"} <= set(table["method"])
     assert (table["s_per_video"] > 0).all()
+
+
+def test_training_section_names_a_faces_dir_without_manifest(tmp_path: Path) -> None:
+    from deepfake_exp.benchmarks.training import benchmark_training
+
+    with pytest.raises(FileNotFoundError, match="manifest.csv"):
+        benchmark_training(models=(), faces_dir=str(tmp_path))
