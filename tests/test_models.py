@@ -233,6 +233,9 @@ def test_model_data_resolver_names_bad_uses():
     no_size = OmegaConf.create({"_target_": TARGET_TORCHVISION, "s": "${model_data:input_size}"})
     with pytest.raises(Exception, match="declares no input_size"):
         _ = no_size.s
+    not_a_model = OmegaConf.create({"_target_": "torch.nn.Linear", "mean": "${model_data:mean}"})
+    with pytest.raises(Exception, match="torch.nn.Linear has no data_config"):
+        _ = not_a_model.mean
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics():

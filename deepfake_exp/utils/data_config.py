@@ -42,6 +42,11 @@ def model_data(key: str, *, _parent_: Container) -> Any:
         raise ValueError(f"${{{RESOLVER}:{key}}} must be a value of a model config with a _target_")
     module, _, name = str(_parent_._target_).rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
+    if not hasattr(model_class, "data_config"):
+        raise ValueError(
+            f"${{{RESOLVER}:{key}}}: {_parent_._target_} has no data_config (a Backbone has); "
+            f"set model.{key} in the model config"
+        )
     data = model_class.data_config(_parent_)
     if key not in data:
         raise ValueError(
