@@ -1,16 +1,19 @@
 """Every string choice fails at compose time, listing the valid values, and is stored as a string.
 
-Each case runs the real entrypoint in a subprocess with a misspelled value: it must exit
-non-zero before any work (nothing written under its root), name every valid value, and be
-quick. The Enums come from the owners' registries, so a new registry entry is checked here too.
+Each case runs the real entrypoint in a subprocess with a misspelled value (the cases run side
+by side, one per core): it must exit non-zero before any work (nothing written under its
+root), name every valid value, and be quick. The Enums come from the owners' registries, so a new registry entry is checked here too.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -44,6 +47,7 @@ TYPOS: list[tuple[str, str, type[Enum]]] = [
 # time, and scaled by the load beyond one process per core (a busy box runs every process
 # slower); the subprocess timeout catches a hang.
 QUICK_CPU_S = 10.0
+TIMEOUT_S = 120.0
 CHOICE_KEYS = [
     "threshold", "module.head", "module.freeze", "module.video_aggregation", "split.policy",
     "extraction.strategy", "extraction.on_mismatch", "detector.keep",
@@ -54,28 +58,55 @@ def _cpu_limit_s() -> float:
     return QUICK_CPU_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stderr: str
+    cpu_s: float  # the child's own user + system time (os.wait4), not the other runs'
+    root: Path
 
 
-@pytest.mark.parametrize(("entrypoint", "override", "enum"), TYPOS, ids=[t[1] for t in TYPOS])
+def run_typo(root: Path, entrypoint: str, override: str) -> Outcome:
+    """``python -m deepfake_exp.<entrypoint> <override>`` in an empty ``root``."""
+    root.mkdir(parents=True)
+    env = {**os.environ, "DEEPFAKE_EXP_ROOT": str(root), "HYDRA_FULL_ERROR": "0"}
+    with tempfile.TemporaryFile("w+") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", f"deepfake_exp.{entrypoint}", override],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )  # fmt: skip
+        hang = threading.Timer(TIMEOUT_S, child.kill)
+        hang.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        hang.cancel()
+        child.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        return Outcome(child.returncode, stderr.read(), usage.ru_utime + usage.ru_stime, root)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """Every typo run once, one per core at a time (they are independent processes)."""
+    base = tmp_path_factory.mktemp("typos")
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = {
+            override: pool.submit(run_typo, base / str(i), entrypoint, override)
+            for i, (entrypoint, override, _) in enumerate(TYPOS)
+        }
+        return {override: future.result() for override, future in futures.items()}
+
+
+@pytest.mark.parametrize(("override", "enum"), [t[1:] for t in TYPOS], ids=[t[1] for t in TYPOS])
 def test_misspelled_choice_fails_at_compose_time(
-    tmp_path: Path, entrypoint: str, override: str, enum: type[Enum]
+    outcomes: dict[str, Outcome], override: str, enum: type[Enum]
 ) -> None:
-    env = {**os.environ, "DEEPFAKE_EXP_ROOT": str(tmp_path), "HYDRA_FULL_ERROR": "0"}
-    start = _children_cpu_s()
-    result = subprocess.run(
-        [sys.executable, "-m", f"deepfake_exp.{entrypoint}", override],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    cpu_s = _children_cpu_s() - start
-    assert result.returncode != 0, result.stdout
-    assert "Error merging override" in result.stderr, result.stderr
+    outcome = outcomes[override]
+    assert outcome.returncode != 0
+    assert "Error merging override" in outcome.stderr, outcome.stderr
     for value in values_of(enum):
-        assert value in result.stderr, (value, result.stderr)
-    assert not list(tmp_path.iterdir()), "a typo must fail before anything is written"
-    assert cpu_s < _cpu_limit_s(), f"{override} took {cpu_s:.1f} CPU s"
+        assert value in outcome.stderr, (value, outcome.stderr)
+    assert not list(outcome.root.iterdir()), "a typo must fail before anything is written"
+    assert outcome.cpu_s < _cpu_limit_s(), f"{override} took {outcome.cpu_s:.1f} CPU s"
 
 
 @pytest.mark.parametrize("name", sorted(choices.REGISTRIES))
