@@ -64,7 +64,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 # (importer module, imported module) -> who removes the import. An old-path alias of a moved
 # module (a shim) is not an importer; importing it counts as importing what it aliases.
 ALLOWED_FOR_NOW: dict[tuple[str, str], str] = {
-    ("deepfake_exp.bench", "deepfake_exp.benchmarks.runner"): "H8: bench.py -> tasks (or config)",
     (
         "deepfake_exp.data.datamodule",
         "deepfake_exp.preprocessing.merge",

@@ -129,6 +129,8 @@ class ExperimentSchema:
     callbacks: Any = None
     paths: Any = MISSING
     published: Any = None  # a study's reported figures, {metric: value}; read by report
+    # faces folders (names under paths.faces_dir, or paths) also tested: metrics.json cross_dataset
+    eval_datasets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -218,6 +220,8 @@ class ReportSetSchema:
     preprocess: bool = True
     baseline: str | None = "synthetic_cpu"  # every run is compared with this one, paired
     notes: dict[str, str] = field(default_factory=dict)  # experiment -> caveat in its row
+    # name -> preprocess overrides, each run once before the experiments (protocol test sets)
+    prepare: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
