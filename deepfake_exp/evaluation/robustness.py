@@ -30,6 +30,7 @@ from deepfake_exp.evaluation.aggregate import aggregate_video_scores
 from deepfake_exp.evaluation.bootstrap import DEFAULT_LEVEL, bootstrap_ci, resampling_groups
 from deepfake_exp.evaluation.metrics import binary_metrics
 from deepfake_exp.evaluation.plots import new_figure
+from deepfake_exp.utils.images import as_saved
 
 ImageOp = Callable[[np.ndarray], np.ndarray]
 
@@ -113,12 +114,7 @@ class JpegCompression(Perturbation):
         super().__init__(qualities, seed)
 
     def apply(self, image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # JPEG's YCbCr needs the true channel order
-        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(level)])
-        if not ok:
-            raise OSError(f"JPEG encoding at quality {level} failed")
-        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        return as_saved(image, "jpg", jpeg_quality=int(level))  # the one JPEG round trip
 
 
 class GaussianBlur(Perturbation):
