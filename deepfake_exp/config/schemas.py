@@ -131,6 +131,7 @@ class ExperimentSchema:
     published: Any = None  # a study's reported figures, {metric: value}; read by report
     # faces folders (names under paths.faces_dir, or paths) also tested: metrics.json cross_dataset
     eval_datasets: list[str] = field(default_factory=list)
+    robustness: Any = None  # conf/robustness/<option>: {perturbations: {name: _target_ block}}
 
 
 @dataclass
@@ -169,6 +170,7 @@ class EvaluateSchema:
     # Skip the checkpoint's _target_ allow-list (deepfake_exp/inference/safe.py). Off: a
     # downloaded checkpoint must not run code; on only for a file you made yourself.
     trust_checkpoint: bool = False
+    robustness: Any = None  # conf/robustness/<option>: {perturbations: {name: _target_ block}}
     paths: Any = MISSING
 
 
