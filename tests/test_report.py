@@ -381,6 +381,25 @@ def test_a_run_whose_experiment_changed_is_rerun_or_listed_stale(tmp_path, monke
     assert list(runs_dir.glob("changed.old-*")), "the stale run is kept aside, not deleted"
 
 
+def test_an_option_added_since_the_run_at_its_default_is_not_a_change(tmp_path) -> None:
+    """New options default to the old behaviour: a run made before them is the same run."""
+    run_dir = finished_run_of(tmp_path / "old", ["model=resnet18"])
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    with open_dict(saved):
+        del saved.module["normalize_features"]  # as a run written before the option existed
+        del saved.data["pair_with_original"]
+        saved.logger.csv._target_ = "deepfake_exp.train.HistoryCSVLogger"  # moved since, aliased
+    OmegaConf.save(saved, run_dir / "config.yaml")
+    assert report.stale_reason(run_dir, ["model=resnet18"]) == ""
+    saved.logger.csv._target_ = "deepfake_exp.gone.HistoryCSVLogger"  # no longer imports
+    OmegaConf.save(saved, run_dir / "config.yaml")
+    assert "logger.csv._target_" in report.stale_reason(run_dir, ["model=resnet18"])
+    saved.logger.csv._target_ = "deepfake_exp.utils.loggers.HistoryCSVLogger"
+    OmegaConf.save(saved, run_dir / "config.yaml")
+    reason = report.stale_reason(run_dir, ["model=resnet18", "module.normalize_features=true"])
+    assert "module.normalize_features: '<absent>' -> True" in reason
+
+
 @pytest.mark.parametrize("name", ["default", "full"])
 def test_report_set_baseline_and_notes_name_its_experiments(tmp_path, name: str) -> None:
     """A misspelt baseline would leave every row unpaired, a misspelt note would be lost."""

@@ -171,3 +171,20 @@ def test_csv_history_drops_the_rows_a_resume_repeats(tmp_path: Path) -> None:
     fresh.log_metrics({"epoch": 0, "new/metric": 1.0}, step=0)  # a new run from step 0
     fresh.save()
     assert pd.read_csv(log_dir / "metrics.csv")["step"].tolist() == [0]
+
+
+def test_options_added_since_the_run_do_not_block_its_resume(tmp_path: Path) -> None:
+    """A run from before an option existed resumes without force=true while the option is at
+    its default (new options keep the old behaviour); a moved, aliased _target_ is no change."""
+    from deepfake_exp.tasks.config_diff import compose_train_config
+    from deepfake_exp.tasks.resume import resume_changes
+
+    cfg = compose_train_config(["model=resnet18"])
+    cfg.paths.output_dir = str(tmp_path)
+    saved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    del saved.module["normalize_features"]
+    saved.logger.csv._target_ = "deepfake_exp.train.HistoryCSVLogger"
+    OmegaConf.save(saved, tmp_path / "config.yaml")
+    assert resume_changes(cfg, tmp_path) == {}
+    cfg.module.normalize_features = True
+    assert resume_changes(cfg, tmp_path) == {"module.normalize_features": ("<absent>", True)}

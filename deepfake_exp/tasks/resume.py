@@ -18,16 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from deepfake_exp.runs import LAST_CKPT, RunDir
+from deepfake_exp.tasks.config_diff import config_changes, default_values, flatten
 from deepfake_exp.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 
-# Keys a resume may change without force=true: how the run is executed, not what it computes
-# (the CSV logger's _target_ moved from deepfake_exp.train to deepfake_exp.utils.loggers).
+# Keys a resume may change without force=true: how the run is executed, not what it computes.
 RESUME_MAY_CHANGE = (
     "resume", "force", "ckpt_path", "test", "paths.", "data.num_workers", "data.pin_memory",
     "data.eval_batch_size", "callbacks.progress_bar.", "trainer.enable_model_summary",
-    "logger.csv._target_",
 )  # fmt: skip
 # Saved overrides a resume does not apply again (this invocation sets its own).
 NOT_REPLAYED = ("resume", "force", "ckpt_path")
@@ -81,15 +80,6 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [argv[0], *flags, *merged, f"hydra.run.dir='{run.path}'", "hydra.output_subdir=null"]
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: node}
-
-
 def _may_change_on_resume(key: str) -> bool:
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE)
 
@@ -98,22 +88,20 @@ def resume_changes(cfg: DictConfig, run_dir: Path) -> dict[str, tuple[Any, Any]]
     """``key: (run's value, this invocation's value)`` for every key a resume would change.
 
     Keys of :data:`RESUME_MAY_CHANGE` are left out; paths under the run's old location count
-    as the same (a run folder that was moved).
+    as the same (a run folder that was moved); options added since the run, at their defaults,
+    are no change (:func:`deepfake_exp.tasks.config_diff.config_changes`).
     """
-    saved = OmegaConf.to_container(OmegaConf.load(RunDir(run_dir).config_path), resolve=True)
-    old, new = _flatten(saved), _flatten(OmegaConf.to_container(cfg, resolve=True))
+    saved = OmegaConf.load(RunDir(run_dir).config_path)
+    old = flatten(OmegaConf.to_container(saved, resolve=True))
+    new = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     old_dir, new_dir = str(old.get("paths.output_dir", "")), str(new.get("paths.output_dir", ""))
-    absent = "<absent>"
-    changes = {}
-    for key in sorted(old.keys() | new.keys()):
-        if _may_change_on_resume(key):
-            continue
-        before, after = old.get(key, absent), new.get(key, absent)
-        if isinstance(before, str) and old_dir and before.startswith(old_dir):
-            before = new_dir + before[len(old_dir) :]
-        if before != after:
-            changes[key] = (before, after)
-    return changes
+    if old_dir:  # the run's folder was moved: its paths are the same paths
+        for key, value in old.items():
+            if isinstance(value, str) and value.startswith(old_dir):
+                old[key] = new_dir + value[len(old_dir) :]
+    return config_changes(
+        old, new, skip=_may_change_on_resume, defaults=default_values(saved.get("paths"))
+    )
 
 
 def prepare_resume(cfg: DictConfig) -> dict[str, Any]:

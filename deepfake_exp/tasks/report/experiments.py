@@ -13,15 +13,19 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from hydra import compose, initialize
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deepfake_exp.runs import METRICS, RunDir
+from deepfake_exp.tasks.config_diff import (
+    compose_train_config,
+    config_changes,
+    default_values,
+    flatten,
+    resolved,
+)
 from deepfake_exp.utils.io import write_json
 from deepfake_exp.utils.subprocess import log_tail, run_logged
 
@@ -29,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: What the report records about the process that trained a run (its wall time).
 RUN_INFO = "report_run.json"
-#: ``conf/`` relative to this file, as the entrypoints' ``config_path="../conf"``.
-CONFIG_PATH = "../../../conf"
 #: Config keys that say where a run lives or what a study reported, not how it trains.
 IGNORED_CONFIG_KEYS = ("paths", "published")
 
@@ -64,53 +66,23 @@ def _move_aside(run_dir: Path) -> None:
 # ---- stale runs: a finished run made with another config than the experiment's current one
 
 
-def compose_train_config(overrides: list[str]) -> DictConfig:
-    """The config ``deepfake_exp.train`` composes from ``overrides`` now (``hydra.*`` aside).
-
-    Inside a Hydra app (``report``'s own ``main``) its initialised config search path is used;
-    elsewhere the package's ``conf/`` (:data:`CONFIG_PATH`).
-    """
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("hydra.")]
-    if GlobalHydra.instance().is_initialized():
-        return compose("train", overrides=kept)
-    with initialize(version_base="1.3", config_path=CONFIG_PATH, job_name="report"):
-        return compose("train", overrides=kept)
-
-
-def _flatten_dict(node: dict, prefix: str) -> dict[str, Any]:
-    """Dotted key -> leaf value; lists and empty dicts are leaves (compared whole)."""
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten_dict(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(
     saved: DictConfig, fresh: DictConfig, ignore: tuple[str, ...] = IGNORED_CONFIG_KEYS
 ) -> list[str]:
     """``key: saved -> fresh`` for every setting that differs (``ignore``'d top-level keys aside).
 
     ``fresh`` is resolved with the saved run's ``paths``, so keys derived from them (run and
-    faces folders) compare equal when only the machine or the run directory differ.
+    faces folders) compare equal when only the machine or the run directory differ; keys
+    added to the project since the run, at their defaults, are no difference.
     """
-    fresh = fresh.copy()
-    with open_dict(fresh):
-        if "paths" in saved:
-            fresh.paths = saved.paths
-    old = _flatten_dict(OmegaConf.to_container(saved, resolve=True), "")
-    new = _flatten_dict(OmegaConf.to_container(fresh, resolve=True), "")
-    absent = "<absent>"
-    changed = []
-    for key in sorted(old.keys() | new.keys()):
-        if key.split(".", 1)[0] in ignore:
-            continue
-        before, after = old.get(key, absent), new.get(key, absent)
-        if before != after:
-            changed.append(f"{key}: {before!r} -> {after!r}")
-    return changed
+    paths = saved.get("paths")
+    changes = config_changes(
+        flatten(OmegaConf.to_container(saved, resolve=True)),
+        resolved(fresh, paths),
+        skip=lambda key: key.split(".", 1)[0] in ignore,
+        defaults=default_values(paths),
+    )
+    return [f"{key}: {before!r} -> {after!r}" for key, (before, after) in changes.items()]
 
 
 def stale_reason(run_dir: Path, overrides: list[str]) -> str:
