@@ -7,6 +7,8 @@ import os
 # Before torch loads: idle OpenMP threads sleep instead of spinning, which keeps a shared or
 # busy CI machine from burning 5-10x the CPU on every op.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# No test may reach a model hub: timm/huggingface read only the (test-seeded) cache.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from collections.abc import Callable
 from pathlib import Path
 
