@@ -204,6 +204,11 @@ def test_cross_dataset_rows_use_all_faces_and_the_val_threshold(trained_run, tmp
     assert sub_videos.set_index("video_id").loc[keep[0], "prob"] == 0.5
     assert "ALL its faces" in (out / "cross_dataset.md").read_text()
     assert (out / "plots" / "cross_dataset_roc.png").is_file()
+    for key in ("roc_auc", "face_roc_auc"):  # frame and video AUC, each with its interval
+        assert all(f"{key}_ci" in row for row in rows)
+        low, high = mirrored[f"{key}_ci"]  # every split: enough groups to resample
+        assert low <= mirrored[key] <= high
+    assert table.loc[1, "face_roc_auc_ci"].startswith("[")
 
 
 @pytest.mark.slow
