@@ -151,3 +151,15 @@ def test_denormalise_inverts_the_normalisation_for_one_image_and_a_batch() -> No
     images = images / torch.tensor(std).view(3, 1, 1)
     assert np.array_equal(denormalise(images, mean, std), rgb)
     assert np.array_equal(denormalise(images[1], mean, std), rgb[1])
+
+
+def test_saved_figures_get_the_umask_permissions_not_a_private_temp_file(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        target = save_figure(plot_roc(LABELS, PROBS), tmp_path / "roc.png", dpi=30)
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]  # no temporary left behind

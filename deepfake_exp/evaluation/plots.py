@@ -11,7 +11,6 @@ import io
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from deepfake_exp.evaluation.metrics import (
     expected_calibration_error,
     has_both_classes,
 )
+from deepfake_exp.utils.io import atomic_write
 
 CLASS_COLOURS = {0: "tab:blue", 1: "tab:red"}
 CLASS_NAMES = {0: "real", 1: "fake"}
@@ -362,24 +362,16 @@ def figure_to_array(fig: Figure) -> np.ndarray:
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = None) -> Path:
     """Write a figure as PNG atomically and release it.
 
-    The PNG is written to a temporary file in the target folder and moved into place, so a
-    report never picks up a half-written image from an interrupted run.
+    Written through :func:`deepfake_exp.utils.io.atomic_write`, so a report never picks up a
+    half-written image from an interrupted run (and the file gets the usual permissions).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
     try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format="png", dpi=dpi if dpi is not None else "figure")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        return atomic_write(
+            Path(path),
+            lambda tmp: fig.savefig(tmp, format="png", dpi=dpi if dpi is not None else "figure"),
+        )
     finally:
         _close(fig)
-    return target
 
 
 def _close(fig: Figure) -> None:
