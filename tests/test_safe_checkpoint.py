@@ -168,17 +168,22 @@ def test_hydra_keys_without_a_target_are_refused() -> None:
     [
         ("deepfake_exp.models.backbones.TorchvisionBackbone", True),
         ("deepfake_exp.models.schedulers.warmup_cosine", True),
-        ("deepfake_exp.faces.extract.ExtractionConfig", True),
+        ("deepfake_exp.preprocessing.settings.ExtractionConfig", True),
+        ("deepfake_exp.faces.extract.ExtractionConfig", True),  # old checkpoints' spelling
         ("torchvision.models.resnet18", True),
         ("efficientnet_pytorch.EfficientNet.from_name", True),
         ("torch.optim.lr_scheduler.StepLR", True),
         ("albumentations.HorizontalFlip", True),
         ("pytorch_lightning.callbacks.ModelCheckpoint", True),
-        ("deepfake_exp.train.HistoryCSVLogger", True),  # the project's own Lightning logger
+        ("deepfake_exp.utils.loggers.HistoryCSVLogger", True),  # the project's own logger
+        ("deepfake_exp.train.HistoryCSVLogger", True),  # where old checkpoints name it
         ("deepfake_exp.train.train", False),
+        ("deepfake_exp.evaluation.robustness.GaussianBlur", True),  # a run's robustness option
+        ("deepfake_exp.models.timm_backbone.TimmBackbone", True),
         ("builtins.exec", False),
         ("pathlib.Path.touch", False),
-        ("deepfake_exp.faces.extract.merge_parts", False),  # project function that writes
+        ("deepfake_exp.preprocessing.merge.merge_parts", False),  # project function that writes
+        ("deepfake_exp.evaluation.robustness.robustness_table", False),  # a function, not a part
         ("deepfake_exp.models.module.DeepfakeDetector.load_from_checkpoint", False),
         ("deepfake_exp.models.backbones.__builtins__", False),
         ("torchvision.models.list_models", False),
