@@ -154,3 +154,15 @@ def test_robustness_plot_in_png_and_tensorboard(robust_eval: Path) -> None:
     events.Reload()
     assert "eval/robustness" in events.Tags()["images"]
     assert "robustness/mean_video_auc" in events.Tags()["scalars"]
+
+
+def test_robustness_option_composes_for_evaluate_and_train() -> None:
+    from deepfake_exp.evaluation.robustness import build_perturbations
+
+    for name in ("evaluate", "train"):
+        assert dict(compose_config(name, []).robustness.perturbations) == {}  # default: none
+        built = build_perturbations(
+            compose_config(name, ["robustness=standard"]).robustness.perturbations
+        )
+        assert set(built) == {"jpeg", "blur", "downscale", "noise", "brightness_contrast"}
+        assert all(len(p.severities) >= 5 and p.severities[0] == 0 for p in built.values())
