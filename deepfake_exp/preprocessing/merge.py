@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [
     "video_id", "frame", "face_index", "face_path", "label", "group", "original", "split",
     "source", "x1", "y1", "x2", "y2", "prob", "eval_frame", "train_frame",
-    "box_source", "box_fallback", "track_id",
+    "box_source", "box_fallback", "track_id", "method",
 ]  # fmt: skip
 # Values of the box-reuse columns in parts made before box reuse (their boxes were their own).
 PART_DEFAULTS = {"box_source": OWN, "box_fallback": ""}
@@ -88,7 +88,7 @@ def merge_parts(
             # are the part's
             part = part.assign(
                 label=record.label, group=record.group, original=record.original,
-                source=record.source,
+                source=record.source, method=record.method or "",
             )  # fmt: skip
             frames.append(part)
             status, num_faces = "ok", len(part)
@@ -99,8 +99,8 @@ def merge_parts(
             {
                 "video_id": record.video_id, "label": record.label, "group": record.group,
                 "split": split_of[record.video_id], "source": record.source,
-                "status": status, "num_faces": num_faces, "path": record.path,
-                "identities": ";".join(record.identities),
+                "method": record.method or "", "status": status, "num_faces": num_faces,
+                "path": record.path, "identities": ";".join(record.identities),
                 **part_frames(out_dir, record.video_id),
             }
         )  # fmt: skip
