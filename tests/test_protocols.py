@@ -153,15 +153,8 @@ def run_tiny(name: str, tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         cfg.report.common = [*cfg.report.common, *TINY, f"paths.root_dir={tmp_path}"]
     table = report.build_report(cfg)
     cross = pd.read_csv(Path(cfg.report.out_dir) / "cross_dataset.csv")
-    shown = [
-        "name",
-        "dataset",
-        "videos",
-        "video_auc",
-        "video_auc_low",
-        "video_auc_high",
-        "face_auc",
-    ]
+    shown = ["name", "dataset", "videos", "video_auc", "video_auc_low", "video_auc_high"]
+    shown += ["face_auc", "face_auc_low", "face_auc_high"]
     print(f"\n{name} (tiny):\n{cross[shown].to_string(index=False)}")
     return table, cross
 
@@ -193,3 +186,27 @@ def test_synthetic_cross_dataset_runs_end_to_end(tmp_path) -> None:
         assert cross[key].between(0.0, 1.0).all(), key
     # an interval needs several groups: the 12 people of synthetic_dfdc (one test pool has one)
     assert dfdc["video_auc_low"] <= dfdc["video_auc"] <= dfdc["video_auc_high"]
+    assert dfdc["face_auc_low"] <= dfdc["face_auc"] <= dfdc["face_auc_high"]
+
+
+def test_manifest_names_each_fakes_method(tmp_path) -> None:
+    """Per-method scores need each face's method: the manifest and videos.csv carry it."""
+    from deepfake_exp.tasks.preprocess import preprocess
+
+    overrides = [
+        "dataset.name=synthetic_methods_tiny", "dataset.num_identities=6",
+        "dataset.videos_per_identity=1", "dataset.num_frames=2", "dataset.workers=1",
+        "dataset.generator_methods=[hard_paste,box_mask]", "extraction.num_frames=1",
+        "extraction.crop_size=32", "extraction.num_workers=1", "split.ratios=[0.34,0.33,0.33]",
+        "progress=false",
+    ]  # fmt: skip
+    cfg = compose_config("preprocess", overrides, tmp_path)
+    preprocess(cfg)
+    faces_dir = Path(cfg.data.faces_dir)
+    videos = pd.read_csv(faces_dir / "videos.csv", keep_default_na=False)
+    manifest = pd.read_csv(faces_dir / "manifest.csv", keep_default_na=False)
+    for table in (videos, manifest):
+        fakes = table[table["label"] == FAKE]
+        assert set(fakes["method"]) == {"hard_paste", "box_mask"}
+        assert set(table.loc[table["label"] == REAL, "method"]) == {""}
+    assert (videos.groupby("method").size() == 6).all()
