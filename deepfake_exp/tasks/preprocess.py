@@ -12,7 +12,6 @@ process at a time writes a faces folder (or one per shard): a second one fails w
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -37,8 +36,7 @@ log = logging.getLogger(__name__)
 
 def dataset_settings(source: Source) -> dict:
     """What the crops depend on in the data itself beyond its files: a generator's config."""
-    config = getattr(source, "config", None)
-    return {"generator": asdict(config)} if is_dataclass(config) else {}
+    return source.settings()
 
 
 def _merge(
