@@ -563,3 +563,21 @@ def test_official_split_lists_whole_pools_the_same_for_every_method_subset(tmp_p
         dataset_metadata(replace(TINY, num_identities=4, official_split=(0.6, 0.2, 0.2)))
     with pytest.raises(ValueError, match="official_split"):
         SyntheticConfig(official_split=(0.5, 0.5))
+
+
+def test_crops_of_sets_made_before_the_new_options_stay_current(tmp_path: Path) -> None:
+    """The extraction fingerprint of a config that sets none of the new options names only the
+    earlier fields, so its stored crops are not redone; setting one changes it."""
+    from deepfake_exp.tasks.preprocess import dataset_settings
+
+    earlier = {
+        "num_identities", "videos_per_identity", "fakes_per_real", "num_frames", "width",
+        "height", "fps", "seed", "mask_blur", "color_mismatch", "blend_ratio", "jpeg_quality",
+        "face_blur", "swap_jitter",
+    }  # fmt: skip
+    source = SyntheticSource("synthetic", tmp_path, **_source_kwargs(TINY))
+    assert set(dataset_settings(source)["generator"]) == earlier
+    two = SyntheticSource(
+        "synthetic", tmp_path, **_source_kwargs(replace(TINY, people_per_video=2))
+    )
+    assert dataset_settings(two)["generator"]["people_per_video"] == 2
