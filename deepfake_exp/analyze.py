@@ -12,9 +12,6 @@ from omegaconf import DictConfig
 
 from deepfake_exp.tasks import analyze as task
 
-# Kept importable from here for older callers (the lead removes them).
-from deepfake_exp.tasks.analyze import analyze, embed_faces, select_faces  # noqa: F401
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
 def main(cfg: DictConfig) -> float | None:

@@ -12,7 +12,6 @@ import hydra
 from omegaconf import DictConfig
 
 from deepfake_exp.tasks import augment_preview as task
-from deepfake_exp.tasks.augment_preview import preview  # noqa: F401  (older callers)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="augment_preview")

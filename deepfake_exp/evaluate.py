@@ -19,10 +19,5 @@ def main(cfg: DictConfig) -> None:
     task.run(cfg)
 
 
-# compatibility: removed by the lead at the end (train.py, report.py import these from here)
-from deepfake_exp.evaluation.plots import plot_roc_overlay  # noqa: E402, F401
-from deepfake_exp.evaluation.tables import format_summary  # noqa: E402, F401
-from deepfake_exp.tasks.evaluate import evaluate_checkpoint  # noqa: E402, F401
-
 if __name__ == "__main__":
     main()

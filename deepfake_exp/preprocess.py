@@ -11,9 +11,6 @@ from omegaconf import DictConfig
 
 from deepfake_exp.tasks import preprocess as task
 
-# Kept importable from here for older callers (the lead removes them).
-from deepfake_exp.tasks.preprocess import preprocess  # noqa: F401
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="preprocess")
 def main(cfg: DictConfig) -> None:

@@ -32,7 +32,6 @@ from deepfake_exp.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = SUMMARY  # kept for older importers
 SWEEP_SUMMARY_FILE = "sweep_summary.csv"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"

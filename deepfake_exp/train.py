@@ -16,9 +16,6 @@ from omegaconf import DictConfig
 from deepfake_exp.tasks import train as task
 from deepfake_exp.tasks.resume import ResumeError, resume_argv
 
-# Kept importable from here for older callers and stored configs (the lead removes them).
-from deepfake_exp.tasks.train import HistoryCSVLogger, instantiate_dict, train  # noqa: F401
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def _main(cfg: DictConfig) -> float | None:

@@ -64,7 +64,7 @@ TINY_DATASET = [
 @pytest.fixture(scope="session")
 def tiny_preprocessed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Generate + preprocess a tiny synthetic set once per session: (root, summary)."""
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = compose_config("preprocess", [*TINY_DATASET, "progress=false"], root)

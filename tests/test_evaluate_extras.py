@@ -39,7 +39,7 @@ _RUNS: dict[str, Path] = {}
 def train_run(root: Path, name: str, overrides: tuple[str, ...] = ()) -> Path:
     """Train (once per session) a tiny run into ``root/name`` as the train entrypoint would."""
     if name not in _RUNS:
-        from deepfake_exp.train import train
+        from deepfake_exp.tasks.train import train
         from deepfake_exp.utils.run import save_run_info
 
         cfg = compose_config("train", [*FAST_TRAIN, *overrides], root)

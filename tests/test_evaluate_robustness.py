@@ -91,7 +91,7 @@ def test_no_perturbations_no_sweep(random_ckpt, tmp_path) -> None:
 @pytest.fixture(scope="module")
 def learned_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The best checkpoint of a ResNet-18 trained on the easy synthetic set (as test_train)."""
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
     from deepfake_exp.tasks.train import train
 
     root = tmp_path_factory.mktemp("robust")

@@ -274,7 +274,7 @@ def one_thread() -> Iterator[None]:
 def test_study_experiment_cpu_smoke_path_trains_one_step(
     tiny_preprocessed, one_thread, name: str
 ) -> None:
-    from deepfake_exp.train import train
+    from deepfake_exp.tasks.train import train
 
     root, summary = tiny_preprocessed
     cfg = smoke_cfg(root, summary["out_dir"], name)
@@ -293,35 +293,3 @@ def test_study_experiment_cpu_smoke_path_trains_one_step(
     assert set(probe["lr"]) == (
         {"head"} if STUDIES[name].trains == "head" else {"backbone", "head"}
     )
-
-
-def test_training_benchmark_reports_each_measure_against_its_baseline(tmp_path: Path) -> None:
-    from deepfake_exp.models.benchmark import benchmark_training, write_face_jpegs
-
-    faces = write_face_jpegs(tmp_path / "faces", count=4, size=32)
-    rows = benchmark_training(
-        models=("vit",), batch_size=2, input_size=32, steps=1, warmup=1,
-        overhead_model="vit", overhead_input_size=32, overhead_steps=1, overhead_warmup=1,
-        overhead_rounds=1, faces_dir=str(faces), num_workers=0, loader_batches=2, threads=1,
-    )  # fmt: skip
-    throughput, loader, overhead = rows
-    assert [r["measure"] for r in rows] == [
-        "throughput",
-        "dataloader / model train",
-        "lightning step overhead",
-    ]
-    assert all(r["model"] == "vit" and r["input_size"] == 32 for r in rows)
-    assert throughput["train_img_s"] > 0 and throughput["infer_img_s"] > 0
-    assert loader["baseline"] == throughput["train_img_s"]
-    assert loader["value"] == pytest.approx(loader["ours"] / loader["baseline"])
-    assert loader["met"] == ("yes" if loader["value"] >= 2 else "NO")
-    plain, lightning = overhead["baseline"], overhead["ours"]
-    assert plain > 0 and lightning > 0
-    assert overhead["value"] == pytest.approx(100 * (lightning - plain) / plain)
-
-
-def test_training_benchmark_names_a_faces_dir_without_manifest(tmp_path: Path) -> None:
-    from deepfake_exp.models.benchmark import benchmark_training
-
-    with pytest.raises(FileNotFoundError, match="manifest.csv"):
-        benchmark_training(models=(), faces_dir=str(tmp_path))

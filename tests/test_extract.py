@@ -19,14 +19,14 @@ from deepfake_exp.data.sources.image_folder import ImageFolderSource
 from deepfake_exp.data.video import sample_frame_indices
 from deepfake_exp.faces.detectors import WholeImageDetector
 from deepfake_exp.preprocessing.merge import merge_parts
+from deepfake_exp.preprocessing.parts import part_frames
 from deepfake_exp.preprocessing.runner import (
-    ExtractionConfig,
     ExtractionMismatchError,
     FaceExtractor,
     NoUsableVideosError,
-    part_frames,
     shard_records,
 )
+from deepfake_exp.preprocessing.settings import ExtractionConfig
 from tests.test_frames_and_crops import write_counter_video, write_truncated_video
 
 CONFIG = ExtractionConfig(num_frames=2, crop_size=32, num_workers=2)
@@ -141,7 +141,7 @@ def test_shards_plus_merge_equal_a_single_run(tmp_path: Path) -> None:
 def test_run_with_only_failures_exits_with_clear_error(compose_cfg, tmp_path: Path) -> None:
     from omegaconf import open_dict
 
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
 
     root = tmp_path / "data" / "image_folder"
     root.mkdir(parents=True)
@@ -156,7 +156,7 @@ def test_run_with_only_failures_exits_with_clear_error(compose_cfg, tmp_path: Pa
 
 def test_missing_dataset_root_names_path_and_override(compose_cfg) -> None:
     from deepfake_exp.data.sources.base import DatasetRootError
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
 
     cfg = compose_cfg("preprocess", ["dataset=dfdc", "progress=false"])
     with pytest.raises(DatasetRootError) as error:
@@ -232,8 +232,8 @@ def test_changed_crop_size_reextracts_and_extraction_json_says_so(compose_cfg, t
     """A cache reused whatever the settings merged 64 px crops into a '96 px' run."""
     from omegaconf import open_dict
 
-    from deepfake_exp.preprocess import preprocess
     from deepfake_exp.preprocessing.settings import extraction_drift, read_extraction_settings
+    from deepfake_exp.tasks.preprocess import preprocess
 
     root = tmp_path / "data" / "image_folder"
     root.mkdir(parents=True)
@@ -407,7 +407,7 @@ def test_preprocessing_refuses_a_folder_held_by_a_live_process(tmp_path, sleepin
 
 
 def test_preprocess_takes_the_lock(compose_cfg, sleeping_pid) -> None:
-    from deepfake_exp.preprocess import preprocess
+    from deepfake_exp.tasks.preprocess import preprocess
     from deepfake_exp.utils.lock import LockedError
 
     cfg = compose_cfg("preprocess", ["dataset=image_folder", "detector=none", "progress=false"])

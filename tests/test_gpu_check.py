@@ -125,6 +125,7 @@ def test_wheel_recipe_pins_the_tested_versions_for_the_nodes_python(tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_smoke_commands_run_end_to_end_on_cpu(tmp_path: Path) -> None:
     trainers = {"cpu": ["trainer=cpu"], "32-true": ["trainer=cpu"]}  # the GPU run's stand-in
     table = gpu_check.smoke_step(tmp_path, trainers, predict_devices=("cpu", "cpu"))

@@ -1,8 +1,8 @@
 """Imports point one way: every ``deepfake_exp`` import is checked against the layer table.
 
 Walks ``deepfake_exp/`` with ``ast`` (imports inside functions count too) and fails on an import
-the table below forbids, and on any cycle between layers. Known violations still being
-removed are listed in :data:`ALLOWED_FOR_NOW` with who removes them; a new one fails at once.
+the table below forbids, and on any cycle between layers. There is no allow-list: a rule that
+needs an exception is a rule to change here, in review.
 
     utils         -> (nothing of ours)
     data          -> utils
@@ -22,7 +22,6 @@ removed are listed in :data:`ALLOWED_FOR_NOW` with who removes them; a new one f
 from __future__ import annotations
 
 import ast
-import warnings
 from pathlib import Path
 
 import pytest
@@ -60,12 +59,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "tasks": EVERYTHING,
     "benchmarks": EVERYTHING,
     "entrypoint": frozenset({"tasks", "config"}),
-}
-# (importer module, imported module) -> who removes the import. An old-path alias of a moved
-# module (a shim) is not an importer; importing it counts as importing what it aliases.
-ALLOWED_FOR_NOW: dict[tuple[str, str], str] = {
-    ("deepfake_exp.evaluate", "deepfake_exp.evaluation.plots"): "H1: evaluate.py -> tasks",
-    ("deepfake_exp.evaluate", "deepfake_exp.evaluation.tables"): "H1: evaluate.py -> tasks",
 }
 
 
@@ -124,22 +117,9 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
-def is_shim(path: Path) -> bool:
-    """An old-path alias of a moved module: ``sys.modules[__name__] = ...`` or re-exports only,
-    marked (brief's shim rule) as removed at the end of the refactor."""
-    text = path.read_text()
-    return "sys.modules[__name__]" in text or "removed at the end of the refactor" in text
-
-
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the ``deepfake_exp`` modules it imports; a shim counts as what it re-exports."""
-    paths = sorted(ROOT.rglob("*.py"))
-    shims = {module_name(p): imports_of(p) for p in paths if is_shim(p)}
-    return {
-        module_name(p): {t for m in imports_of(p) for t in shims.get(m, {m})}
-        for p in paths
-        if module_name(p) not in shims
-    }
+    """Module -> the ``deepfake_exp`` modules it imports."""
+    return {module_name(p): imports_of(p) for p in sorted(ROOT.rglob("*.py"))}
 
 
 def violations(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
@@ -198,23 +178,15 @@ def test_every_module_has_a_layer(graph: dict[str, set[str]]) -> None:
     assert not unknown, f"add these to the layer table in {__file__}: {unknown}"
 
 
-def test_no_new_forbidden_import(graph: dict[str, set[str]]) -> None:
-    found = violations(graph)
-    new = sorted(found - set(ALLOWED_FOR_NOW))
-    assert not new, "forbidden imports (see the layer table in this file's docstring):\n  " + (
-        "\n  ".join(f"{a} ({layer_of(a)}) imports {b} ({layer_of(b)})" for a, b in new)
+def test_no_forbidden_import(graph: dict[str, set[str]]) -> None:
+    found = sorted(violations(graph))
+    assert not found, "forbidden imports (see the layer table in this file's docstring):\n  " + (
+        "\n  ".join(f"{a} ({layer_of(a)}) imports {b} ({layer_of(b)})" for a, b in found)
     )
-    stale = sorted(set(ALLOWED_FOR_NOW) - found)
-    if stale:
-        warnings.warn(f"fixed, remove from ALLOWED_FOR_NOW: {stale}", stacklevel=1)
 
 
 def test_no_cycle_between_layers(graph: dict[str, set[str]]) -> None:
-    allowed_graph = {
-        importer: {t for t in imported if (importer, t) not in ALLOWED_FOR_NOW}
-        for importer, imported in graph.items()
-    }
-    assert not layer_cycles(allowed_graph)
+    assert not layer_cycles(graph)
 
 
 def test_the_checker_sees_violations() -> None:

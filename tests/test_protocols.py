@@ -160,6 +160,7 @@ def run_tiny(name: str, tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_synthetic_cross_manipulation_runs_end_to_end(tmp_path) -> None:
     table, cross = run_tiny("synthetic_cross_manipulation", tmp_path)
     assert (table["status"] == "ok").all() and len(table) == len(SYNTHETIC_METHODS)
@@ -175,6 +176,7 @@ def test_synthetic_cross_manipulation_runs_end_to_end(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_synthetic_cross_dataset_runs_end_to_end(tmp_path) -> None:
     table, cross = run_tiny("synthetic_cross_dataset", tmp_path)
     assert table["status"].tolist() == ["ok"]

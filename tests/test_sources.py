@@ -142,7 +142,7 @@ def test_dfdc_metadata_problems_become_rows_and_the_rest_is_read(tmp_path):
 
 
 def test_dfdc_problems_land_in_failures_csv(tmp_path):
-    from deepfake_exp.faces.extract import FAILURE_COLUMNS, merge_parts
+    from deepfake_exp.preprocessing.merge import FAILURE_COLUMNS, merge_parts
 
     root = write_broken_dfdc(tmp_path / "dfdc")
     records = DFDCSource("dfdc", root).records()

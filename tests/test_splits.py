@@ -173,7 +173,7 @@ def test_one_class_split_error_names_split_counts_and_fix() -> None:
 
 
 def test_merge_parts_refuses_a_one_class_val_split_before_writing(tmp_path) -> None:
-    from deepfake_exp.faces.extract import merge_parts
+    from deepfake_exp.preprocessing.merge import merge_parts
 
     records = make_records(2, 2, official={"g00": "train"}) + [
         MediaRecord("v_real", "/x/v.mp4", REAL, "gv", split="val"),

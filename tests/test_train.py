@@ -125,7 +125,7 @@ def test_training_learns_the_easy_synthetic_set(learned_run) -> None:
 
 
 def test_train_then_evaluate_reloads_the_checkpoint(learned_run, tmp_path: Path) -> None:
-    from deepfake_exp.evaluate import evaluate_checkpoint
+    from deepfake_exp.tasks.evaluate import evaluate_checkpoint
 
     run_dir, best, summary = learned_run
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepfake_exp.inference.safe import check_targets, safe_instantiate
 from deepfake_exp.models.module import DeepfakeDetector
 from deepfake_exp.runs import RunDir
+from deepfake_exp.utils.renamed import upgrade_targets
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def load_detector(
     stored = checkpoint["run_config"]
     if not isinstance(stored, dict):
         raise TypeError(f"{ckpt_path}: run_config is a {type(stored).__name__}, not a mapping")
+    stored = upgrade_targets(stored)  # runs made before a class moved module
     if trust_checkpoint:
         log.warning("trust_checkpoint=true: %s is rebuilt without the allow-list", ckpt_path)
     else:

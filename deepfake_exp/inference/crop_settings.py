@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_exp import runs
 from deepfake_exp.data.datamodule import MANIFEST
-from deepfake_exp.faces.extract import ExtractionConfig, read_extraction_record
+from deepfake_exp.preprocessing.settings import ExtractionConfig, read_extraction_record
 from deepfake_exp.utils.images import JPEG_FORMATS
 
 log = logging.getLogger(__name__)

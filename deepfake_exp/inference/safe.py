@@ -36,6 +36,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from deepfake_exp.utils.renamed import current_target
+
 log = logging.getLogger(__name__)
 
 TARGET = "_target_"
@@ -51,8 +53,7 @@ PROJECT_CLASS_MODULES = (
     "deepfake_exp.data.datamodule",
     "deepfake_exp.data.sources",  # and its submodules
     "deepfake_exp.faces.detectors",
-    "deepfake_exp.faces.extract",
-    "deepfake_exp.preprocessing.settings",  # ExtractionConfig (faces.extract aliases it)
+    "deepfake_exp.preprocessing.settings",  # ExtractionConfig
     "deepfake_exp.evaluation.robustness",  # perturbations of a run's robustness option
 )
 PROJECT_FUNCTION_MODULES = ("deepfake_exp.models.schedulers",)
@@ -169,6 +170,7 @@ def target_refusal(name: Any) -> str | None:
     """Why ``name`` may not be instantiated from a stored config, or ``None`` if it may."""
     if not isinstance(name, str):
         return f"a _target_ must be a dotted name, not {type(name).__name__}"
+    name = current_target(name)  # a class that moved module is judged where it lives now
     if not _NAME.fullmatch(name):
         return "not a plain dotted name (private or dunder parts are refused)"
     project = _under(name, "deepfake_exp")

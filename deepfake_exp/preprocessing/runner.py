@@ -49,29 +49,18 @@ from deepfake_exp.preprocessing.boxes import (
     write_boxes,
 )
 from deepfake_exp.preprocessing.parts import (
-    FRAME_COLUMNS,
     PARTS_DIR,
     PartPaths,
-    part_frames,
     part_paths,
     safe_name,
 )
 from deepfake_exp.preprocessing.settings import (
-    DETECTOR_RUNTIME_KEYS,
     EXTRACTION_FILE,
-    EXTRACTION_RUNTIME_KEYS,
-    IMAGE_FORMATS,
-    ON_MISMATCH,
     SETTINGS_DIR,
-    STRATEGIES,
     ExtractionConfig,
-    detector_settings,
     digest,
-    extraction_drift,
     extraction_settings,
     file_identity,
-    read_extraction_record,
-    read_extraction_settings,
     settings_differences,
     settings_fingerprint,
     write_extraction_record,
@@ -79,16 +68,6 @@ from deepfake_exp.preprocessing.settings import (
 from deepfake_exp.utils.io import atomic_write, write_csv, write_json
 
 log = logging.getLogger(__name__)
-
-# Re-exported: the names callers used when this was faces/extract.py.
-__all__ = [
-    "DETECTOR_RUNTIME_KEYS", "EXTRACTION_FILE", "EXTRACTION_RUNTIME_KEYS", "FRAME_COLUMNS",
-    "IMAGE_FORMATS", "ON_MISMATCH", "STRATEGIES", "ExtractionConfig", "ExtractionMismatchError",
-    "ExtractionSummary", "FaceExtractor", "NoUsableVideosError", "PartPaths", "detector_settings",
-    "extraction_drift", "extraction_settings", "file_identity", "part_frames",
-    "read_extraction_record", "read_extraction_settings", "safe_name", "settings_differences",
-    "settings_fingerprint", "shard_records", "validate_record", "write_extraction_record",
-]  # fmt: skip
 
 
 class NoUsableVideosError(RuntimeError):

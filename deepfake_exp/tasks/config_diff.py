@@ -7,7 +7,8 @@ override that would change the run (:mod:`deepfake_exp.tasks.resume`).
 A key the saved config lacks because it was added to the project after the run, and that now
 holds its default value, is no change: new options default to the old behaviour, so a run made
 before them is the same run. Nor is a project class that moved module: a ``_target_`` whose
-old and new names import the same object (the old path kept as an alias).
+old and new names import the same object (old names read through
+:data:`deepfake_exp.utils.renamed.RENAMED_TARGETS`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from deepfake_exp import config as _config  # noqa: F401  (registers the schemas compose needs)
+from deepfake_exp.utils.renamed import current_target
 
 #: ``conf/`` relative to this file, as the entrypoints' ``config_path="../conf"``.
 CONFIG_PATH = "../../conf"
@@ -30,11 +32,11 @@ PROJECT = "deepfake_exp."  # only the project's own targets are imported to comp
 
 def same_target(before: Any, after: Any) -> bool:
     """Whether two ``_target_`` names of the project import the same object."""
-    names = (before, after)
+    names = (current_target(before), current_target(after))
     if not all(isinstance(n, str) and n.startswith(PROJECT) for n in names):
         return False
     try:
-        return get_object(before) is get_object(after)
+        return get_object(names[0]) is get_object(names[1])
     except Exception:  # noqa: BLE001 - an old name that no longer imports is a change
         return False
 

@@ -34,7 +34,6 @@ from deepfake_exp.tasks.hparams import group_choices, hparam_metrics, hparams_ta
 from deepfake_exp.tasks.resume import prepare_resume, save_overrides
 from deepfake_exp.utils.io import write_json
 from deepfake_exp.utils.lock import exclusive_lock
-from deepfake_exp.utils.loggers import HistoryCSVLogger  # noqa: F401  (old deepfake_exp.train name)
 from deepfake_exp.utils.run import save_run_info
 
 log = logging.getLogger(__name__)
