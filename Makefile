@@ -9,7 +9,7 @@ ARGS ?=
 EXPERIMENT ?= synthetic_cpu
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate preprocess test test-fast test-slurm lint format tensorboard bench report analyze gpu-check gpu-wheels clean clean-all
+.PHONY: help install train evaluate preprocess test test-e2e test-fast test-slurm lint format tensorboard bench report analyze gpu-check gpu-wheels clean clean-all
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -33,8 +33,11 @@ preprocess: $(STAMP) ## Extract faces for a dataset (ARGS="dataset=dfdc dataset.
 evaluate: $(STAMP) ## Evaluate a run (ARGS="run_dir=outputs/train/runs/...")
 	$(PY) -m deepfake_exp.evaluate $(ARGS)
 
-test: $(STAMP) ## Run the whole test suite on CPU
-	$(PY) -m pytest $(ARGS)
+test: $(STAMP) ## Run the test suite on CPU (all but the multi-run e2e pipelines: make test-e2e)
+	$(PY) -m pytest -m "not e2e" $(ARGS)
+
+test-e2e: $(STAMP) ## The multi-run end-to-end pipelines (protocol report sets, GPU-check smoke on CPU)
+	$(PY) -m pytest -m e2e $(ARGS)
 
 test-fast: $(STAMP) ## Run tests without the slow end-to-end ones
 	$(PY) -m pytest -m "not slow" $(ARGS)
