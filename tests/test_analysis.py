@@ -30,6 +30,7 @@ from deepfake_exp.analysis.embeddings import (
 from deepfake_exp.analysis.figures import read_faces
 from deepfake_exp.analysis.pipeline import warn_if_degenerate
 from deepfake_exp.analysis.reduce import (
+    FFT_FROM,
     REDUCERS,
     capped_perplexity,
     get_reducer,
@@ -41,12 +42,18 @@ from deepfake_exp.analysis.reduce import (
     umap_available,
     umap_reduce,
 )
-from deepfake_exp.benchmarks.analysis import benchmark_analysis, clustered_embeddings
+from deepfake_exp.benchmarks.analysis import (
+    TARGET_N,
+    TARGET_S,
+    _target,
+    benchmark_analysis,
+    clustered_embeddings,
+)
 from deepfake_exp.data.datamodule import read_manifest
 from deepfake_exp.data.transforms import NoAugmentation
 from deepfake_exp.inference import load_detector
 from deepfake_exp.tasks import analyze as analyze_module
-from deepfake_exp.tasks.analyze import analyze, embed_faces, select_faces
+from deepfake_exp.tasks.analyze import analyze, embed_faces, reduction_steps, select_faces
 from tests.conftest import compose_config
 
 # ----------------------------------------------------------------------------- synthetic data
@@ -113,6 +120,16 @@ def test_umap_without_umap_learn_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(ModuleNotFoundError, match="pip install umap-learn"):
         analyze(cfg)  # before looking for faces or embedding anything
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("reducer", "affinity"), [("tsne", "perplexity"), ("tsne_uniform", "uniform")]
+)
+def test_reducer_node_sets_the_tsne_graph(reducer: str, affinity: str, tmp_path: Path) -> None:
+    cfg = compose_config("analyze", [f"reducer={reducer}", f"faces_dir={tmp_path}"], tmp_path)
+    built = reduction_steps(cfg)["reducer"]
+    assert built.func is tsne_reduce and built.keywords["affinity"] == affinity
+    assert built.keywords["max_iter"] == 750 and built.keywords["k_neighbors"] == 15
 
 
 def test_nearest_to_centre_orders_members_by_distance() -> None:
@@ -446,6 +463,22 @@ def test_benchmark_reports_every_stage() -> None:
     assert result["target"] == ""  # the 180 s target is on York's 130k only
 
 
+@pytest.mark.parametrize(
+    ("reducer", "n", "seconds", "met"),
+    [
+        ("tsne_uniform", TARGET_N, TARGET_S - 1, "yes"),
+        ("tsne", TARGET_N, TARGET_S + 1, "NO"),
+        ("tsne_sklearn", TARGET_N, 1.0, ""),  # the baseline is not held to the target
+        ("tsne_uniform", TARGET_N - 1, 1.0, ""),  # below York's scale
+    ],
+)
+def test_target_judges_the_opentsne_rows_at_york_scale(
+    reducer: str, n: int, seconds: float, met: str
+) -> None:
+    row = {"reducer": reducer, "n": n, "pca_s": 0.5, "reduce_s": seconds - 0.5}
+    assert _target(row)["met"] == met
+
+
 def test_benchmark_overlap_is_what_separates_the_identities() -> None:
     _, labels, none = clustered_embeddings(2000, dim=32, overlap=0.0)
     _, _, some = clustered_embeddings(2000, dim=32, overlap=0.2)
@@ -458,7 +491,8 @@ def test_benchmark_overlap_is_what_separates_the_identities() -> None:
 
 def test_reducers_are_chosen_by_name_and_a_typo_fails() -> None:
     assert get_reducer("tsne") is tsne_reduce and get_reducer("tsne_sklearn") is sklearn_tsne_reduce
-    assert set(REDUCERS) == {"tsne", "tsne_sklearn", "umap"}
+    assert set(REDUCERS) == {"tsne", "tsne_uniform", "tsne_sklearn", "umap"}
+    assert get_reducer("tsne_uniform").keywords == {"affinity": "uniform"}
     with pytest.raises(KeyError, match="tnse.*tsne_sklearn"):
         get_reducer("tnse")
     with pytest.raises(KeyError, match="choose from"):
@@ -466,7 +500,7 @@ def test_reducers_are_chosen_by_name_and_a_typo_fails() -> None:
     require_reducer("tsne_sklearn")  # no optional package: nothing to check
 
 
-@pytest.mark.parametrize("reducer", ["tsne", "tsne_sklearn"])
+@pytest.mark.parametrize("reducer", ["tsne", "tsne_uniform", "tsne_sklearn"])
 def test_tsne_keeps_the_identities_neighbourhoods(reducer: str) -> None:
     x, truth = identity_blobs(identities=6, per_identity=25, dim=64, spread=1.0)
     features = pca_reduce(x, 20)
@@ -480,6 +514,31 @@ def test_tsne_keeps_the_identities_neighbourhoods(reducer: str) -> None:
     # and a face's nearest mapped neighbour is of its own identity
     nearest = np.argsort(((points[:, None] - points[None]) ** 2).sum(-1), axis=1)[:, 1]
     assert (truth[nearest] == truth).mean() > 0.9
+
+
+def test_tsne_affinity_typo_fails_before_any_work() -> None:
+    x, _ = identity_blobs(identities=3, per_identity=10, dim=8)
+    with pytest.raises(ValueError, match="unknown t-SNE affinity 'gaussian'.*uniform"):
+        tsne_reduce(x, affinity="gaussian")
+
+
+@pytest.mark.parametrize(("n", "method"), [(FFT_FROM - 1, "bh"), (FFT_FROM, "fft")])
+def test_tsne_switches_to_the_fft_grid_at_fft_from(
+    n: int, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch is ours (openTSNE's own is at 10k, where Barnes-Hut was 2x faster here)."""
+    import openTSNE
+
+    chosen: dict[str, object] = {}
+
+    class Recording(openTSNE.TSNE):
+        def fit(self, X, affinities=None, initialization=None):  # noqa: N803 - openTSNE's name
+            chosen["method"], chosen["affinities"] = self.negative_gradient_method, affinities
+            return np.zeros((len(X), 2))
+
+    monkeypatch.setattr(openTSNE, "TSNE", Recording)
+    tsne_reduce(np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32), max_iter=4)
+    assert chosen == {"method": method, "affinities": None}
 
 
 def test_knn_preservation_is_one_for_the_input_itself() -> None:

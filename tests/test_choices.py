@@ -42,6 +42,7 @@ TYPOS: list[tuple[str, str, type[Enum]]] = [
     ("export", "format=onx", choices.ExportFormat),
     ("bench", "sections=[mtcn]", choices.BenchSection),
     ("analyze", "reducer=umapp", choices.Reducer),
+    ("analyze", "tsne.affinity=unifrom", choices.TSNEAffinity),
 ]
 # CPU seconds a typo may cost on an idle machine. CPU time, not wall time, and scaled by the
 # load beyond one process per core (a busy box runs every process slower); the subprocess

@@ -30,6 +30,7 @@ REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "VideoBackend": ("deepfake_exp.data.video", "BACKENDS", ("auto", "pyav", "opencv")),
     "DetectorKeep": ("deepfake_exp.faces.detectors", "KEEP_MODES", ()),
     "Reducer": ("deepfake_exp.analysis.reduce", "REDUCERS", ()),
+    "TSNEAffinity": ("deepfake_exp.analysis.reduce", "AFFINITIES", ()),
     "DataFormat": ("deepfake_exp.data.datamodule", "FORMATS", ("files",)),
 }
 
@@ -74,6 +75,7 @@ OnMismatch = _ENUMS["OnMismatch"]
 VideoBackend = _ENUMS["VideoBackend"]
 DetectorKeep = _ENUMS["DetectorKeep"]
 Reducer = _ENUMS["Reducer"]
+TSNEAffinity = _ENUMS["TSNEAffinity"]
 DataFormat = _ENUMS["DataFormat"]
 
 

@@ -29,6 +29,7 @@ from deepfake_exp.config.choices import (
     Reducer,
     SplitPolicy,
     ThresholdCriterion,
+    TSNEAffinity,
     TTAPolicy,
     VideoAggregation,
     VideoBackend,
@@ -252,8 +253,10 @@ class TSNESchema:
     n_components: int = 2
     perplexity: float = 30.0
     seed: int = 0
-    max_iter: int = 1000
+    max_iter: int = 750
     n_jobs: int | None = None
+    affinity: TSNEAffinity = TSNEAffinity("perplexity")
+    k_neighbors: int = 15
 
 
 @dataclass
@@ -306,6 +309,9 @@ class AnalyzeSchema:
     pca: PCASchema = field(default_factory=PCASchema)
     reducer: Reducer = Reducer("tsne")
     tsne: TSNESchema = field(default_factory=TSNESchema)
+    tsne_uniform: TSNESchema = field(
+        default_factory=lambda: TSNESchema(affinity=TSNEAffinity("uniform"))
+    )
     umap: UMAPSchema = field(default_factory=UMAPSchema)
     hdbscan: HDBSCANSchema = field(default_factory=HDBSCANSchema)
     gallery: GallerySchema = field(default_factory=GallerySchema)
