@@ -448,6 +448,13 @@ def test_two_person_target_is_the_smaller_face_about_half_the_time() -> None:
 ALL_METHODS = ("blend", "hard_paste", "colour_shift", "soft_face", "box_mask")
 
 
+def test_method_names_are_the_styles_the_swap_code_knows() -> None:
+    from deepfake_exp.data.synthetic.config import METHOD_NAMES
+    from deepfake_exp.data.synthetic.swap import METHODS
+
+    assert METHOD_NAMES == tuple(METHODS) == ALL_METHODS
+
+
 def test_methods_are_validated_and_numbered_in_turn() -> None:
     for bad in ((), ("blend", "blend"), ("poisson",)):
         with pytest.raises(ValueError, match="generator_methods"):

@@ -65,6 +65,20 @@ def _one_class_note(figure: Figure, what: str, labels: np.ndarray) -> Figure:
     return figure
 
 
+def _roc_axes(axes: Any, title: str, legend_size: float | None = None) -> None:
+    """The chance diagonal, unit limits, axis names, legend and grid every ROC plot shares."""
+    axes.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    axes.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="False positive rate (real called fake)",
+        ylabel="True positive rate (fake caught)",
+        title=title,
+    )
+    axes.legend(loc="lower right", fontsize=legend_size)
+    axes.grid(alpha=0.3)
+
+
 def plot_roc(y_true: Any, y_prob: Any, title: str = "ROC curve") -> Figure:
     """ROC curve with its AUC and the equal-error-rate point."""
     labels, probs = as_binary_arrays(y_true, y_prob)
@@ -75,19 +89,10 @@ def plot_roc(y_true: Any, y_prob: Any, title: str = "ROC curve") -> Figure:
     eer, eer_threshold = equal_error_rate(labels, probs)
     axes = figure.add_subplot()
     axes.plot(fpr, tpr, color="tab:red", lw=2, label=f"ROC (AUC = {auc(fpr, tpr):.4f})")
-    axes.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
     axes.scatter(
         [eer], [1.0 - eer], color="black", zorder=3, label=f"EER = {eer:.4f} @ {eer_threshold:.3f}"
     )
-    axes.set(
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-        xlabel="False positive rate (real called fake)",
-        ylabel="True positive rate (fake caught)",
-        title=title,
-    )
-    axes.legend(loc="lower right")
-    axes.grid(alpha=0.3)
+    _roc_axes(axes, title)
     return figure
 
 
@@ -298,16 +303,7 @@ def plot_roc_overlay(curves: dict[str, tuple[Any, Any]], title: str = "ROC curve
             continue
         fpr, tpr, _ = roc_curve(labels, probs)
         axes.plot(fpr, tpr, lw=2, label=f"{name} (AUC = {roc_auc_score(labels, probs):.3f})")
-    axes.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
-    axes.set(
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-        xlabel="False positive rate (real called fake)",
-        ylabel="True positive rate (fake caught)",
-        title=title,
-    )
-    axes.legend(loc="lower right", fontsize=8)
-    axes.grid(alpha=0.3)
+    _roc_axes(axes, title, legend_size=8)
     return figure
 
 

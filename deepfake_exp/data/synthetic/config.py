@@ -15,6 +15,9 @@ GENERATOR_VERSION = 2  # bump when a config's output changes, so stored sets reg
 
 
 SWAP_PEOPLE = ("one", "all")  # which faces of a two-person fake are swapped
+# Names of the manipulation methods; swap.METHODS gives each its style (a test keeps the two
+# equal). Here, not there, so the config validates without importing the swap code.
+METHOD_NAMES = ("blend", "hard_paste", "colour_shift", "soft_face", "box_mask")
 # Fields added after GENERATOR_VERSION 2 with the value that reproduces the earlier output;
 # generator.json leaves them out at that value, so sets stored before them stay current.
 ADDED_FIELDS: dict[str, object] = {
@@ -59,7 +62,7 @@ class SyntheticConfig:
         swap_people: Which faces a two-person fake swaps: ``one`` (the target's only, so a
             detector that keeps the largest face sees the untouched one about half the
             time) or ``all``.
-        generator_methods: Named manipulation methods (``swap.METHODS``: ``blend``,
+        generator_methods: Named manipulation methods (:data:`METHOD_NAMES`: ``blend``,
             ``hard_paste``, ``colour_shift``, ``soft_face``, ``box_mask``), each leaving its
             own trace; every REAL video gets ``fakes_per_real`` fakes per method, as every
             FaceForensics++ original has one fake per method.
@@ -113,11 +116,9 @@ class SyntheticConfig:
             fail("people_per_video", "must be 1 or 2")
         if self.swap_people not in SWAP_PEOPLE:
             fail("swap_people", f"must be one of {SWAP_PEOPLE}")
-        from deepfake_exp.data.synthetic.swap import METHODS  # swap.py imports this module
-
         methods = self.generator_methods
-        if not methods or len(set(methods)) < len(methods) or not set(methods) <= set(METHODS):
-            fail("generator_methods", f"must name distinct methods of {sorted(METHODS)}")
+        if not methods or len(set(methods)) < len(methods) or not set(methods) <= set(METHOD_NAMES):
+            fail("generator_methods", f"must name distinct methods of {sorted(METHOD_NAMES)}")
         split = self.official_split
         if split is not None and (len(split) != 3 or min(split) < 0 or sum(split) <= 0):
             fail("official_split", "must be 3 non-negative ratios (train, val, test) or None")
