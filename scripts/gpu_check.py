@@ -55,7 +55,7 @@ SMOKE_METRICS = (
 PACKAGES = (
     "torch", "torchvision", "pytorch-lightning", "lightning", "timm", "facenet-pytorch",
     "hydra-core", "omegaconf", "albumentations", "av", "opencv-python", "opencv-python-headless",
-    "scikit-learn", "onnxruntime", "onnxruntime-gpu", "openTSNE",
+    "scikit-learn", "onnxruntime", "onnxruntime-gpu", "openTSNE", "hdbscan",
 )  # fmt: skip
 
 Step = Callable[[Path], pd.DataFrame]

@@ -28,7 +28,7 @@ binary=(
   albumentations albucore pydantic pydantic_core annotated-types typing-inspection
   typing_extensions simsimd stringzilla
   av
-  tabulate openTSNE webdataset braceexpand
+  tabulate openTSNE hdbscan webdataset braceexpand
   pytest pluggy iniconfig
 )
 # Published as source only; all pure Python, so a locally built py3-none-any wheel fits the node.
